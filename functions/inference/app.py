@@ -1,0 +1,67 @@
+"""Inference API: POST /predict, GET /model, GET /health, GET /openapi.json, GET /swagger."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from loopml.api import register_error_handlers
+from loopml.inference import wiring
+from loopml.inference.models import InferenceSettings, PredictRequest, PredictResponse
+from loopml.inference.serve import record_metrics, score
+from loopml.lifecycle import invocation_finished
+from loopml.observability import logger, metrics, tracer
+
+settings = InferenceSettings.load()
+service = wiring.model_service(settings)
+capture = wiring.capture_buffer(settings)
+wiring.warm_up(service)
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/swagger", title="loopml inference", version="1")
+register_error_handlers(app)
+
+
+@app.post("/predict")
+def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> PredictResponse:
+    started = time.perf_counter()
+    serving = service.current()
+    request_id = app.current_event.request_context.request_id or ""
+    response, records = score(serving, body, explain, request_id, settings.aws_lambda_function_version)
+    capture.add(records)
+    record_metrics(metrics, serving, response, (time.perf_counter() - started) * 1000)
+    return response  # type: ignore[return-value]  # a dict is validated against the model on the way out
+
+
+@app.get("/model")
+def model(profile: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    meta = service.current().metadata
+    return meta.model_dump(mode="json", exclude=None if profile else {"reference_profile"})
+
+
+@app.get("/health")
+def health() -> Response[str]:
+    state = wiring.health(service, settings)
+    status = 503 if state.status == "unavailable" else 200
+    return Response(status, content_types.APPLICATION_JSON, state.model_dump_json())
+
+
+@app.get("/openapi.json")
+def openapi() -> Response[str]:
+    return Response(
+        200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="loopml inference")
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        return app.resolve(event, context)
+    finally:
+        invocation_finished()

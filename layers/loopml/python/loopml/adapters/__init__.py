@@ -1,0 +1,1 @@
+"""Adapters own AWS: injected clients in, domain errors out."""

@@ -1,0 +1,109 @@
+"""Prediction capture: records buffered during an invocation and sent to SQS after the response.
+
+Each SQS message carries the records of one request (split when a message would pass SQS's size
+limit), so a redelivered message repeats whole requests and the consumer de-duplicates by
+``prediction_id``. Sending happens in a post-invoke hook: the caller never waits for SQS, and a send
+failure is logged and counted, never turned into a failed prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MAX_MESSAGE_BYTES = 240_000  # SQS allows 256 KiB per message; leave room for attributes
+MAX_BATCH_ENTRIES = 10  # SendMessageBatch limit
+SCHEMA_VERSION = 1
+
+
+class CaptureRecord(BaseModel):
+    """One prediction as it lands in the dataset; the feedback function joins labels onto it."""
+
+    kind: str = "prediction"
+    schema_version: int = SCHEMA_VERSION
+    prediction_id: str
+    model: str
+    model_version: int
+    lambda_version: str
+    request_id: str
+    timestamp: str
+    features: dict[str, Any]
+    prediction: str | int
+    probabilities: dict[str, float]
+    confidence: float
+    latency_ms: float
+    degraded: bool = False
+    flags: dict[str, list[str]] = Field(default_factory=dict)
+    subject_hash: str | None = None
+
+
+Sender = Callable[[list[str]], int]
+"""Sends message bodies; returns how many could not be sent."""
+
+
+def pack_messages(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Group records (already JSON-ready dicts) into message bodies under the size limit."""
+    bodies: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for record in records:
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        if chunk and size + len(line) + 1 > MAX_MESSAGE_BYTES:
+            bodies.append(_envelope(chunk))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        bodies.append(_envelope(chunk))
+    return bodies
+
+
+def _envelope(lines: list[str]) -> str:
+    return '{"v":%d,"records":[%s]}' % (SCHEMA_VERSION, ",".join(lines))  # noqa: UP031 - no re-encoding
+
+
+def unpack_message(body: str) -> list[dict[str, Any]]:
+    payload = json.loads(body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+        raise ValueError("capture message has no 'records' list")
+    return payload["records"]
+
+
+class CaptureBuffer:
+    """Thread-safe buffer of message bodies, drained by ``flush`` (a post-invoke hook)."""
+
+    def __init__(self, sender: Sender, on_failure: Callable[[int, str], None]) -> None:
+        self._sender = sender
+        self._on_failure = on_failure
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, records: Sequence[dict[str, Any]]) -> None:
+        try:
+            bodies = pack_messages(records)
+        except (TypeError, ValueError) as exc:  # unserialisable record: count it, never fail the caller
+            self._on_failure(len(records), f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._pending.extend(bodies)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        with self._lock:
+            bodies, self._pending = self._pending, []
+        if not bodies:
+            return
+        try:
+            failed = self._sender(bodies)
+        except Exception as exc:  # capture must never fail a prediction
+            self._on_failure(len(bodies), f"{type(exc).__name__}: {exc}")
+            return
+        if failed:
+            self._on_failure(failed, "some messages were rejected by SQS")

@@ -1,0 +1,271 @@
+"""The ``loopml`` command: train, generate data, run the local stack, benchmark.
+
+Every user mistake (a missing file, a bad column, an unreachable stack) ends with one line on stderr
+naming it and exit status 2; a traceback means a bug in loopml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loopml.errors import LoopmlError
+
+DEFAULT_STATE = Path(".loopml")
+LOCAL_AWS_PORT = 4566
+LOCAL_API_PORT = 3000
+LOCAL_STAGE = "local"
+DEFAULT_MODEL = "default"
+
+
+class UsageError(LoopmlError):
+    """A command-line argument is wrong."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except LoopmlError as exc:
+        print(f"loopml: error: {exc}", file=sys.stderr)
+        for detail in getattr(exc, "errors", [])[:20]:
+            print(
+                f"  - {'.'.join(str(p) for p in detail.get('loc', []))}: {detail.get('msg')}", file=sys.stderr
+            )
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loopml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model on a CSV / JSON Lines / Parquet file and register it")
+    train.add_argument("--data", required=True, type=Path, help="training file (.csv, .jsonl, .parquet)")
+    train.add_argument("--target", required=True, help="name of the label column")
+    train.add_argument(
+        "--model", default=DEFAULT_MODEL, help="model name in the registry (default: %(default)s)"
+    )
+    train.add_argument("--config", type=Path, help="JSON file overriding the inferred feature spec")
+    train.add_argument(
+        "--model-type",
+        default="logistic_regression",
+        choices=["logistic_regression", "hist_gradient_boosting", "random_forest"],
+    )
+    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="register into the running local stack")
+    where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
+    train.add_argument("--champion", action="store_true", help="make the new version the champion")
+    train.add_argument(
+        "--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)"
+    )
+    train.set_defaults(run=_train)
+
+    gen = sub.add_parser("generate", help="write the bundled synthetic loan-default data set to a file")
+    gen.add_argument("--rows", type=int, default=5000)
+    gen.add_argument("--out", type=Path, required=True, help="output file (.csv or .jsonl)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--covariate-shift", type=float, default=0.0)
+    gen.add_argument("--concept-shift", type=float, default=0.0)
+    gen.set_defaults(run=_generate)
+
+    local = sub.add_parser("local", help="the local stack: AWS on 127.0.0.1, no account, no Docker")
+    local_sub = local.add_subparsers(metavar="ACTION")
+    up = local_sub.add_parser(
+        "up", help="train the first model if needed, deploy, serve the API until Ctrl-C"
+    )
+    up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    up.add_argument("--api-port", type=int, default=LOCAL_API_PORT)
+    up.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT)
+    up.add_argument("--api-key", default=None, help="require this x-api-key on api_key routes (default: off)")
+    up.add_argument("--exit-after-start", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(run=_local_up)
+    reset = local_sub.add_parser("reset", help="delete all local state (models, captured data, history)")
+    reset.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    reset.set_defaults(run=_local_reset)
+
+    bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
+    bench.add_argument("what", choices=["inference", "drift", "all"])
+    bench.add_argument(
+        "--evidently-python", default=None, help="python of a venv with evidently (drift baseline)"
+    )
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def _parse_params(pairs: list[str], model_type: str) -> Any:
+    from loopml.training import TrainingParams
+
+    values: dict[str, Any] = {"model_type": model_type}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    try:
+        return TrainingParams.model_validate(values)
+    except ValueError as exc:
+        raise UsageError(f"invalid training parameters: {exc}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from loopml.data import read_path
+    from loopml.registry import DataLineage, ModelRegistry, serialize_bundle, validate_model_name
+    from loopml.schema import SchemaConfig, infer_schema
+    from loopml.training import metadata_for, train
+
+    validate_model_name(args.model)
+    params = _parse_params(args.param, args.model_type)
+    config = SchemaConfig()
+    if args.config:
+        try:
+            config = SchemaConfig.model_validate_json(Path(args.config).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--config {args.config}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+    columns, digest = read_path(args.data)
+    schema = infer_schema(columns, args.target, config)
+    print(
+        f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)"
+    )
+    trained = train(columns, schema, params)
+    _print_metrics(trained.metrics.model_dump())
+    if not (args.local or args.bucket):
+        print("not registered (pass --local or --bucket to register this model)")
+        return 0
+    store = _store(args.bucket, args.aws_port if args.local else None)
+    registry = ModelRegistry(store)
+    uri = store.uri(f"datasets/{args.model}/uploads/{digest[:16]}-{args.data.name}")
+    store.put(uri.split("/", 3)[3], args.data.read_bytes())
+    lineage = DataLineage(uri=uri, sha256=digest, rows=len(columns[args.target]))
+    meta = registry.register(
+        metadata_for(trained, args.model, lineage, actor=f"cli:{os.environ.get('USER', 'unknown')}"),
+        serialize_bundle(trained.bundle),
+    )
+    print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
+    if args.champion:
+        registry.set_alias(
+            args.model, "champion", meta.version, actor="cli", reason="loopml train --champion"
+        )
+        print(f"{args.model} champion -> v{meta.version}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    print(f"validation: {shown}")
+
+
+def _store(bucket: str | None, local_port: int | None) -> Any:
+    """The registry's bucket, in AWS or in the running local stack."""
+    import boto3
+
+    from loopml.adapters.s3 import S3ObjectStore
+    from loopml.topology import physical_name
+
+    if local_port is not None:
+        endpoint = f"http://127.0.0.1:{local_port}"
+        _require_listening(endpoint)
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+        )
+        return S3ObjectStore(client, physical_name(LOCAL_STAGE, "models"))
+    return S3ObjectStore(boto3.client("s3"), str(bucket))
+
+
+def _require_listening(endpoint: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+    except urllib.error.HTTPError:
+        return
+    except OSError:
+        raise UsageError(f"no local stack answers at {endpoint}: start it with `make up`") from None
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from loopml import datasets
+    from loopml.data import write_csv
+
+    if args.rows < 1:
+        raise UsageError("--rows must be at least 1")
+    columns = datasets.loan_default(args.rows, args.seed, args.covariate_shift, args.concept_shift)
+    suffix = args.out.suffix.lower()
+    if suffix == ".csv":
+        data = write_csv(columns)
+    elif suffix in (".jsonl", ".ndjson"):
+        data = "".join(json.dumps(r) + "\n" for r in datasets.rows(columns, include_target=True)).encode()
+    else:
+        raise UsageError(f"--out {args.out}: use a .csv or .jsonl file name")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"wrote {args.rows} rows to {args.out}")
+    return 0
+
+
+def _local_reset(args: argparse.Namespace) -> int:
+    from loopml.local.stack import reset
+
+    reset(args.state_dir)
+    print(f"local state in {args.state_dir} cleared")
+    return 0
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from loopml.local.up import run
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return run(
+        state_dir=args.state_dir,
+        api_port=args.api_port,
+        aws_port=args.aws_port,
+        api_key=args.api_key,
+        stop=stop,
+        exit_after_start=args.exit_after_start,
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.what in ("inference", "all"):
+        from loopml.bench import inference
+
+        inference.run()
+    if args.what in ("drift", "all"):
+        from loopml.bench import drift
+
+        python = args.evidently_python
+        if python and not Path(python).exists():
+            raise UsageError(f"--evidently-python {python}: no such file")
+        drift.run(python)
+    print(f"\nbenchmarks done in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

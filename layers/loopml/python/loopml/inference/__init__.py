@@ -1,0 +1,1 @@
+"""Online inference: scoring, explanations, model loading with graceful degradation, capture."""

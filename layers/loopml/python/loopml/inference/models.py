@@ -1,0 +1,73 @@
+"""The inference API's request and response shapes, and the function's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from loopml.settings import FunctionSettings
+
+MAX_BATCH = 1000
+
+
+class InferenceSettings(FunctionSettings, frozen=True):
+    model_bucket: str
+    capture_queue_url: str
+    model_name: str = "default"
+    model_version: str = "champion"
+    cache_dir: str = "/tmp/loopml-cache"  # noqa: S108 - Lambda's only writable folder
+    aws_lambda_function_version: str = "$LATEST"
+
+
+class PredictRequest(BaseModel, extra="forbid"):
+    """Either ``instance`` (one row) or ``instances`` (a batch of up to 1,000 rows)."""
+
+    instance: dict[str, Any] | None = None
+    instances: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PredictRequest:
+        if (self.instance is None) == (self.instances is None):
+            raise ValueError("give exactly one of 'instance' or 'instances'")
+        return self
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.instances if self.instances is not None else [self.instance or {}]
+
+
+class Flags(BaseModel):
+    out_of_range: list[str] = []
+    unseen_category: list[str] = []
+    missing: list[str] = []
+
+
+class PredictionOut(BaseModel):
+    prediction_id: str
+    prediction: str | int
+    probabilities: dict[str, float]
+    confidence: float
+    model_version: int
+    lambda_version: str
+    flags: Flags
+    explanation: dict[str, float] | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: int
+    lambda_version: str
+    degraded: bool
+    degraded_reason: str | None = None
+    explainer: str | None = None
+    predictions: list[PredictionOut]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: str
+    model_version: int | None
+    lambda_version: str
+    degraded: bool
+    detail: str | None = None

@@ -1,0 +1,115 @@
+"""Scoring and explanations for a loaded model bundle; pure computation, no AWS.
+
+Explanations:
+- linear models (logistic regression): exact contributions to the predicted class's log-odds,
+  ``coef * (x - mean of the training data)`` in the transformed space, summed back per original
+  feature (one-hot columns grouped). They add up to ``logit(x) - logit(training mean)``.
+- other models: single-feature occlusion. Each feature in turn is set to its training median (numeric)
+  or most frequent value (categorical) and the drop in the predicted class's probability is its
+  contribution. One extra ``predict_proba`` call on ``n_features`` rows per explained instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from loopml.registry import ModelMetadata
+from loopml.schema import RequestValidator, RowFlags
+
+
+class Prediction:
+    """One scored row. A plain class with slots: it is built per row on the hot path."""
+
+    __slots__ = ("confidence", "explanation", "flags", "label", "probabilities")
+
+    def __init__(
+        self,
+        label: str | int,
+        probabilities: dict[str, float],
+        confidence: float,
+        flags: RowFlags,
+        explanation: dict[str, float] | None,
+    ) -> None:
+        self.label = label
+        self.probabilities = probabilities
+        self.confidence = confidence
+        self.flags = flags
+        self.explanation = explanation
+
+
+class Predictor:
+    def __init__(self, bundle: dict[str, Any], metadata: ModelMetadata) -> None:
+        self.metadata = metadata
+        self.pipeline = bundle["pipeline"]
+        self.validator = RequestValidator(metadata.feature_schema)
+        self.classes: list[str | int] = [
+            c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_
+        ]
+        self._class_keys = [str(c) for c in self.classes]
+        self._baseline_row: np.ndarray = bundle["baseline_row"]
+        self._background: np.ndarray = bundle["background"]
+        self._groups: list[list[int]] = bundle["feature_groups"]
+        self._names = metadata.feature_schema.names
+        model = self.pipeline.named_steps["model"]
+        self._coef: np.ndarray | None = getattr(model, "coef_", None)
+
+    @property
+    def explainer(self) -> str:
+        return "linear" if self._coef is not None else "occlusion"
+
+    def predict(self, rows: Sequence[Any], explain: bool = False) -> list[Prediction]:
+        """Validate (raises InvalidInput naming each bad field), score, and optionally explain."""
+        matrix, flags = self.validator.validate(rows)
+        return self.predict_matrix(matrix, flags, explain)
+
+    def predict_matrix(
+        self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False
+    ) -> list[Prediction]:
+        proba = self.pipeline.predict_proba(matrix)
+        top = proba.argmax(axis=1)
+        keys = self._class_keys
+        explanations = self._explain(matrix, top) if explain else [None] * len(flags)
+        return [
+            Prediction(
+                label=self.classes[k],
+                probabilities=dict(zip(keys, row.tolist(), strict=True)),
+                confidence=float(row[k]),
+                flags=f,
+                explanation=e,
+            )
+            for row, k, f, e in zip(proba, top, flags, explanations, strict=True)
+        ]
+
+    def _explain(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
+        if self._coef is not None:
+            return self._explain_linear(matrix, top)
+        return [self._explain_occlusion(matrix[i], int(top[i])) for i in range(len(matrix))]
+
+    def _explain_linear(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
+        assert self._coef is not None
+        transformed = self.pipeline.named_steps["prep"].transform(matrix) - self._background
+        out: list[dict[str, float] | None] = []
+        for i, k in enumerate(top):
+            if self._coef.shape[0] == 1:  # binary: coef is for class 1; class 0's log-odds are its negative
+                weights = self._coef[0] if k == 1 else -self._coef[0]
+            else:
+                weights = self._coef[k]
+            terms = transformed[i] * weights
+            out.append(
+                {
+                    name: round(float(terms[cols].sum()), 6)
+                    for name, cols in zip(self._names, self._groups, strict=True)
+                }
+            )
+        return out
+
+    def _explain_occlusion(self, row: np.ndarray, k: int) -> dict[str, float]:
+        n = len(self._names)
+        variants = np.repeat(row[None, :], n + 1, axis=0)
+        for j in range(n):
+            variants[j + 1, j] = self._baseline_row[j]
+        proba = self.pipeline.predict_proba(variants)[:, k]
+        return {name: round(float(proba[0] - proba[j + 1]), 6) for j, name in enumerate(self._names)}

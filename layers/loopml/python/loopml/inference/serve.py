@@ -1,0 +1,93 @@
+"""Turns scored rows into the API response and the capture records, in one pass."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+from loopml.inference.models import PredictRequest
+from loopml.inference.service import Serving
+
+
+def score(
+    serving: Serving, request: PredictRequest, explain: bool, request_id: str, lambda_version: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    started = time.perf_counter()
+    rows = request.rows
+    predictions = serving.predictor.predict(rows, explain=explain)
+    meta = serving.metadata
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    now = datetime.now(UTC).isoformat()
+    out: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    for row, p in zip(rows, predictions, strict=True):
+        flags = {
+            "out_of_range": p.flags.out_of_range,
+            "unseen_category": p.flags.unseen_category,
+            "missing": p.flags.missing,
+        }
+        prediction_id = uuid.uuid4().hex
+        out.append(
+            {
+                "prediction_id": prediction_id,
+                "prediction": p.label,
+                "probabilities": p.probabilities,
+                "confidence": p.confidence,
+                "model_version": meta.version,
+                "lambda_version": lambda_version,
+                "flags": flags,
+                "explanation": p.explanation,
+            }
+        )
+        records.append(
+            {
+                "kind": "prediction",
+                "schema_version": 1,
+                "prediction_id": prediction_id,
+                "model": meta.model,
+                "model_version": meta.version,
+                "lambda_version": lambda_version,
+                "request_id": request_id,
+                "timestamp": now,
+                "features": row,
+                "prediction": p.label,
+                "probabilities": p.probabilities,
+                "confidence": p.confidence,
+                "latency_ms": latency_ms,
+                "degraded": serving.degraded,
+                "flags": flags,
+            }
+        )
+    response = {
+        "model": meta.model,
+        "model_version": meta.version,
+        "lambda_version": lambda_version,
+        "degraded": serving.degraded,
+        "degraded_reason": serving.reason,
+        "explainer": serving.predictor.explainer if explain else None,
+        "predictions": out,
+    }
+    return response, records
+
+
+def record_metrics(metrics: Metrics, serving: Serving, response: dict[str, Any], latency_ms: float) -> None:
+    """EMF metrics dimensioned by model version: one JSON line per invocation, no API call."""
+    metrics.add_dimension("model", serving.metadata.model)
+    metrics.add_dimension("model_version", str(serving.metadata.version))
+    predictions = response["predictions"]
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
+    metrics.add_metric(
+        name="Degraded", unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0
+    )
+    mean_confidence = sum(p["confidence"] for p in predictions) / len(predictions)
+    metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=round(mean_confidence, 6))
+    counts: dict[str, int] = {}
+    for p in predictions:
+        counts[str(p["prediction"])] = counts.get(str(p["prediction"]), 0) + 1
+    for label, count in counts.items():
+        metrics.add_metric(name=f"PredictedClass_{label}", unit=MetricUnit.Count, value=count)

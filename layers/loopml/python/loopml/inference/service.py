@@ -1,0 +1,120 @@
+"""The model this execution environment serves: loaded once, verified, cached, and degraded gracefully.
+
+Loading order: the verified local cache of the requested version, else the registry (verified by
+SHA-256, then cached). If that fails (registry unreachable, artifact corrupt or tampered with), the
+last verified copy in the cache serves instead and every answer is marked degraded; loading is retried
+every ``retry_after_s`` seconds so a transient fault heals without a cold start. With no verified copy
+at all, callers get ``ModelUnavailable`` (a 503 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.errors import LoopmlError, ModelUnavailable
+from loopml.inference.predictor import Predictor
+from loopml.observability import logger
+from loopml.registry import ModelMetadata, ModelRegistry, verify_and_load
+
+
+@dataclass(frozen=True)
+class Serving:
+    predictor: Predictor
+    degraded: bool
+    reason: str | None = None
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self.predictor.metadata
+
+
+class ModelService:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        model: str,
+        version_ref: str,
+        cache_dir: Path,
+        retry_after_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self.model = model
+        self.version_ref = version_ref
+        self._cache = cache_dir / model
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._serving: Serving | None = None
+        self._next_attempt = 0.0
+        self.last_error: str | None = None
+
+    def current(self) -> Serving:
+        """What to answer with now; raises ModelUnavailable when there is nothing verified to serve."""
+        serving = self._serving
+        if serving is None or (serving.degraded and self._clock() >= self._next_attempt):
+            serving = self.load()
+        return serving
+
+    def load(self) -> Serving:
+        try:
+            predictor = self._load_requested()
+            self._serving = Serving(predictor, degraded=False)
+            self.last_error = None
+        except LoopmlError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._next_attempt = self._clock() + self.retry_after_s
+            logger.error(
+                "model load failed",
+                extra={"model": self.model, "version": self.version_ref, "error": self.last_error},
+            )
+            fallback = self._serving.predictor if self._serving else self._last_verified()
+            if fallback is None:
+                self._serving = None
+                raise ModelUnavailable(
+                    f"model {self.model!r} version {self.version_ref!r} cannot be loaded ({self.last_error}) "
+                    "and no verified copy is available"
+                ) from exc
+            self._serving = Serving(fallback, degraded=True, reason=self.last_error)
+        return self._serving
+
+    def _load_requested(self) -> Predictor:
+        version = self._registry.resolve(self.model, self.version_ref)
+        cached = self._from_cache(version)
+        if cached is not None:
+            return cached
+        bundle, meta, data = self._registry.load_bundle(self.model, version)
+        self._write_cache(meta, data)
+        return Predictor(bundle, meta)
+
+    def _dir(self, version: int) -> Path:
+        return self._cache / f"v{version}"
+
+    def _from_cache(self, version: int) -> Predictor | None:
+        folder = self._dir(version)
+        try:
+            meta = ModelMetadata.model_validate_json((folder / "metadata.json").read_bytes())
+            data = (folder / "model.joblib").read_bytes()
+            return Predictor(verify_and_load(data, meta.artifact_sha256, str(folder)), meta)
+        except (OSError, ValueError, LoopmlError):
+            return None
+
+    def _write_cache(self, meta: ModelMetadata, data: bytes) -> None:
+        folder = self._dir(meta.version)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "model.joblib").write_bytes(data)
+            (folder / "metadata.json").write_text(meta.model_dump_json())
+            (self._cache / "last_verified.json").write_text(json.dumps({"version": meta.version}))
+        except OSError as exc:  # a full /tmp must not stop serving
+            logger.warning("could not cache model", extra={"error": str(exc)})
+
+    def _last_verified(self) -> Predictor | None:
+        try:
+            version = int(json.loads((self._cache / "last_verified.json").read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return self._from_cache(version)

@@ -1,0 +1,69 @@
+"""Builds the inference function's collaborators once per execution environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from loopml.adapters.aws import client
+from loopml.adapters.s3 import S3ObjectStore
+from loopml.adapters.sqs import SqsSender
+from loopml.capture import CaptureBuffer
+from loopml.inference.models import HealthResponse, InferenceSettings
+from loopml.inference.service import ModelService
+from loopml.lifecycle import register_post_invoke
+from loopml.observability import logger, metrics
+from loopml.registry import ModelRegistry
+
+
+def model_service(settings: InferenceSettings) -> ModelService:
+    registry = ModelRegistry(S3ObjectStore(client("s3"), settings.model_bucket))
+    return ModelService(registry, settings.model_name, settings.model_version, Path(settings.cache_dir))
+
+
+def capture_buffer(settings: InferenceSettings) -> CaptureBuffer:
+    def on_failure(count: int, reason: str) -> None:
+        logger.error("prediction capture failed", extra={"messages": count, "reason": reason})
+        with single_metric(
+            name="CaptureFailures", unit=MetricUnit.Count, value=count, namespace=metrics.namespace
+        ) as metric:
+            metric.add_dimension("model", settings.model_name)
+
+    buffer = CaptureBuffer(SqsSender(client("sqs"), settings.capture_queue_url), on_failure)
+    register_post_invoke(buffer.flush)
+    return buffer
+
+
+def warm_up(service: ModelService) -> None:
+    """Load at cold start so the first request does not pay for it; failures surface per request."""
+    from loopml.errors import ModelUnavailable
+
+    try:
+        service.current()
+    except ModelUnavailable:
+        logger.warning("no model to serve yet", extra={"error": service.last_error})
+
+
+def health(service: ModelService, settings: InferenceSettings) -> HealthResponse:
+    from loopml.errors import ModelUnavailable
+
+    try:
+        serving = service.current()
+    except ModelUnavailable as exc:
+        return HealthResponse(
+            status="unavailable",
+            model=settings.model_name,
+            model_version=None,
+            lambda_version=settings.aws_lambda_function_version,
+            degraded=True,
+            detail=str(exc),
+        )
+    return HealthResponse(
+        status="degraded" if serving.degraded else "ok",
+        model=serving.metadata.model,
+        model_version=serving.metadata.version,
+        lambda_version=settings.aws_lambda_function_version,
+        degraded=serving.degraded,
+        detail=serving.reason,
+    )

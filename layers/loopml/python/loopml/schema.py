@@ -1,0 +1,273 @@
+"""Feature schema: what a model was trained on, inferred from data and enforced on every request.
+
+The schema is stored in each model version's metadata, so serving, drift and retraining all agree on
+feature names, kinds, ranges and category sets without seeing the training data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+
+from loopml.errors import InvalidInput
+
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+CATEGORY_MISSING = "__missing__"
+MAX_CATEGORIES = 200
+
+
+class FeatureKind(StrEnum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+class FeatureSpec(BaseModel):
+    name: str
+    kind: FeatureKind
+    nullable: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: list[str] = Field(default_factory=list)
+    sensitive: bool = False
+
+
+class FeatureSchema(BaseModel):
+    features: list[FeatureSpec]
+    target: str
+    classes: list[str | int]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FeatureSchema:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if self.target in names:
+            raise ValueError(f"target {self.target!r} cannot also be a feature")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def indices(self, kind: FeatureKind) -> list[int]:
+        return [i for i, f in enumerate(self.features) if f.kind is kind]
+
+    @property
+    def sensitive_names(self) -> list[str]:
+        return [f.name for f in self.features if f.sensitive]
+
+
+class FeatureOverride(BaseModel):
+    """One feature's entry in the user's config file; unset fields keep what was inferred."""
+
+    kind: FeatureKind | None = None
+    sensitive: bool | None = None
+    categories: list[str] | None = None
+
+
+class SchemaConfig(BaseModel, extra="forbid"):
+    """The small config file ``loopml train --config`` reads (JSON)."""
+
+    features: dict[str, FeatureOverride] = Field(default_factory=dict)
+    drop: list[str] = Field(default_factory=list)
+
+
+def is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _label(value: Any) -> str | int:
+    """Class labels keep integers as integers (0/1 targets) and everything else as text."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def infer_schema(
+    columns: Mapping[str, Sequence[Any]], target: str, config: SchemaConfig | None = None
+) -> FeatureSchema:
+    """Infer kinds, ranges and category sets; the config file overrides what inference gets wrong."""
+    config = config or SchemaConfig()
+    if target not in columns:
+        raise InvalidInput(
+            f"target column {target!r} not found; columns are {sorted(columns)}",
+            [{"loc": ["target"], "msg": f"column {target!r} not in data", "type": "missing"}],
+        )
+    unknown = (set(config.features) | set(config.drop)) - set(columns)
+    if unknown:
+        raise InvalidInput(f"config names columns not in the data: {sorted(unknown)}")
+    labels = [_label(v) for v in columns[target] if not is_missing(v)]
+    if len(labels) != len(columns[target]):
+        raise InvalidInput(f"target column {target!r} has missing values")
+    classes = sorted(set(labels), key=lambda c: (isinstance(c, str), c))
+    if len(classes) < 2:
+        raise InvalidInput(f"target column {target!r} has a single class {classes}; need at least two")
+    features: list[FeatureSpec] = []
+    for name, values in columns.items():
+        if name == target or name in config.drop:
+            continue
+        override = config.features.get(name, FeatureOverride())
+        present = [v for v in values if not is_missing(v)]
+        numbers = [_as_number(v) for v in present]
+        kind = override.kind or (
+            FeatureKind.numeric
+            if present and all(n is not None for n in numbers)
+            else FeatureKind.categorical
+        )
+        spec = FeatureSpec(name=name, kind=kind, nullable=len(present) < len(values))
+        if kind is FeatureKind.numeric:
+            finite = [n for n in numbers if n is not None and math.isfinite(n)]
+            if len(finite) != len(present):
+                raise InvalidInput(f"column {name!r} is declared numeric but has non-numeric values")
+            spec.minimum, spec.maximum = (min(finite), max(finite)) if finite else (None, None)
+        else:
+            cats = override.categories or sorted({str(v) for v in present})
+            if len(cats) > MAX_CATEGORIES:
+                raise InvalidInput(
+                    f"column {name!r} has {len(cats)} distinct values (over {MAX_CATEGORIES}); "
+                    "it looks like an identifier: list it under 'drop' in the config file"
+                )
+            spec.categories = cats
+        spec.sensitive = bool(override.sensitive)
+        features.append(spec)
+    if not features:
+        raise InvalidInput("no feature columns left besides the target")
+    return FeatureSchema(features=features, target=target, classes=classes)
+
+
+def encode_labels(values: Iterable[Any]) -> list[str | int]:
+    return [_label(v) for v in values]
+
+
+def to_matrix(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema) -> np.ndarray:
+    """Columns of raw training values to the object matrix the pipeline takes (schema order)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    out = np.empty((n, len(schema.features)), dtype=object)
+    for j, spec in enumerate(schema.features):
+        values = columns[spec.name]
+        if spec.kind is FeatureKind.numeric:
+            out[:, j] = [math.nan if is_missing(v) else float(v) for v in values]
+        else:
+            out[:, j] = [CATEGORY_MISSING if is_missing(v) else str(v) for v in values]
+    return out
+
+
+class RowFlags(BaseModel):
+    """What was unusual about one input row, reported with its prediction."""
+
+    out_of_range: list[str] = Field(default_factory=list)
+    unseen_category: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+
+
+class RequestValidator:
+    """Checks request rows against a schema; precomputes lookups so a row costs a few microseconds."""
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self._names = schema.names
+        self._known = frozenset(self._names)
+        self._specs = [(j, f, frozenset(f.categories)) for j, f in enumerate(schema.features)]
+
+    def validate(
+        self,
+        rows: Sequence[Any],
+        loc_prefix: Sequence[str | int] = ("body", "instances"),
+        index_rows: bool = True,
+    ) -> tuple[np.ndarray, list[RowFlags]]:
+        """Return the model matrix and per-row flags, or raise InvalidInput naming every bad field."""
+        errors: list[dict[str, Any]] = []
+        matrix = np.empty((len(rows), len(self._specs)), dtype=object)
+        flags: list[RowFlags] = []
+        for i, row in enumerate(rows):
+            loc = [*loc_prefix, i] if index_rows else list(loc_prefix)
+            if not isinstance(row, dict):
+                errors.append(
+                    {"loc": loc, "msg": "expected an object of feature values", "type": "type_error"}
+                )
+                flags.append(RowFlags())
+                continue
+            row_flags = RowFlags()
+            for name in row.keys() - self._known:
+                errors.append({"loc": [*loc, name], "msg": "unknown feature", "type": "extra_forbidden"})
+            for j, spec, cats in self._specs:
+                if spec.name not in row:
+                    errors.append({"loc": [*loc, spec.name], "msg": "field required", "type": "missing"})
+                    continue
+                value = row[spec.name]
+                if value is None:
+                    if not spec.nullable:
+                        errors.append({"loc": [*loc, spec.name], "msg": "must not be null", "type": "null"})
+                        continue
+                    row_flags.missing.append(spec.name)
+                    matrix[i, j] = math.nan if spec.kind is FeatureKind.numeric else CATEGORY_MISSING
+                elif spec.kind is FeatureKind.numeric:
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        errors.append(
+                            {"loc": [*loc, spec.name], "msg": "expected a number", "type": "float_type"}
+                        )
+                        continue
+                    number = float(value)
+                    if not math.isfinite(number):
+                        errors.append(
+                            {
+                                "loc": [*loc, spec.name],
+                                "msg": "must be a finite number",
+                                "type": "finite_number",
+                            }
+                        )
+                        continue
+                    if (spec.minimum is not None and number < spec.minimum) or (
+                        spec.maximum is not None and number > spec.maximum
+                    ):
+                        row_flags.out_of_range.append(spec.name)
+                    matrix[i, j] = number
+                else:
+                    if not isinstance(value, str):
+                        errors.append(
+                            {"loc": [*loc, spec.name], "msg": "expected a string", "type": "string_type"}
+                        )
+                        continue
+                    if value not in cats:
+                        row_flags.unseen_category.append(spec.name)
+                    matrix[i, j] = value
+            flags.append(row_flags)
+        if errors:
+            raise InvalidInput(f"{len(errors)} invalid field(s)", errors)
+        return matrix, flags

@@ -1,0 +1,150 @@
+"""The one declaration of loopml's resources, read by the CDK app and by the local stack.
+
+Local and cloud must not drift apart, so neither declares resources of its own: buckets, queues,
+tables, functions (with their routes, event sources, schedules, environment and grants) and state
+machines are listed here once. CDK turns each entry into constructs; the local stack creates the same
+names in moto and runs the same handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function"]
+Attribute = Literal["name", "url", "arn"]
+Access = Literal["read", "write", "read_write", "send", "consume", "start", "update_function", "invoke"]
+Auth = Literal["none", "api_key", "iam"]
+
+
+class Ref(BaseModel, frozen=True):
+    """A reference to another declared resource, resolved per target (CDK token or local value)."""
+
+    kind: ResourceKind
+    name: str
+    attribute: Attribute = "name"
+
+
+class Grant(BaseModel, frozen=True):
+    kind: ResourceKind
+    name: str
+    access: Access
+
+
+class Route(BaseModel, frozen=True):
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str
+    auth: Auth = "api_key"
+
+
+class EventSource(BaseModel, frozen=True):
+    queue: str
+    batch_size: int = 100
+    max_batching_window_s: int = 1
+
+
+class Schedule(BaseModel, frozen=True):
+    name: str
+    rate_minutes: int
+    enabled: bool = True
+    input: dict[str, object] = Field(default_factory=dict)
+
+
+class BucketSpec(BaseModel, frozen=True):
+    name: str
+
+
+class QueueSpec(BaseModel, frozen=True):
+    name: str
+    visibility_timeout_s: int = 60
+    max_receive_count: int = 3
+    retention_days: int = 14
+
+
+class TableSpec(BaseModel, frozen=True):
+    name: str
+    partition_key: str = "id"
+    ttl_attribute: str | None = "expiration"
+
+
+class FunctionSpec(BaseModel, frozen=True):
+    name: str
+    description: str
+    handler: str = "app.handler"
+    memory_mb: int = 1024
+    timeout_s: int = 30
+    environment: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, Ref] = Field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()
+    routes: tuple[Route, ...] = ()
+    event_sources: tuple[EventSource, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
+    alias: str = "live"
+
+
+class StateMachineSpec(BaseModel, frozen=True):
+    name: str
+    definition: str  # path relative to infra/
+    substitutions: dict[str, Ref] = Field(default_factory=dict)
+
+
+class Topology(BaseModel, frozen=True):
+    buckets: tuple[BucketSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    tables: tuple[TableSpec, ...] = ()
+    functions: tuple[FunctionSpec, ...]
+    state_machines: tuple[StateMachineSpec, ...] = ()
+
+    def function(self, name: str) -> FunctionSpec:
+        for spec in self.functions:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def queue(self, name: str) -> QueueSpec:
+        for spec in self.queues:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def physical_name(stage: str, name: str) -> str:
+    """Names carry the stage so two stages live side by side in one account."""
+    return f"loopml-{stage}-{name}"
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}-dlq"
+
+
+_POWERTOOLS = {"POWERTOOLS_METRICS_NAMESPACE": "loopml", "POWERTOOLS_LOG_LEVEL": "INFO"}
+
+TOPOLOGY = Topology(
+    buckets=(BucketSpec(name="models"),),
+    queues=(QueueSpec(name="capture", visibility_timeout_s=120),),
+    functions=(
+        FunctionSpec(
+            name="inference",
+            description="Serves predictions with confidence, explanations and graceful degradation.",
+            memory_mb=2048,
+            timeout_s=29,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "inference", "MODEL_NAME": "default"},
+            resources={
+                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                "CAPTURE_QUEUE_URL": Ref(kind="queue", name="capture", attribute="url"),
+            },
+            grants=(
+                Grant(kind="bucket", name="models", access="read"),
+                Grant(kind="queue", name="capture", access="send"),
+            ),
+            routes=(
+                Route(method="POST", path="/predict"),
+                Route(method="GET", path="/model"),
+                Route(method="GET", path="/health", auth="none"),
+                Route(method="GET", path="/openapi.json", auth="none"),
+                Route(method="GET", path="/swagger", auth="none"),
+            ),
+        ),
+    ),
+)

@@ -1,0 +1,202 @@
+"""The inference handler against moto: real proxy events in, HTTP-shaped answers and SQS captures out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from loopml.registry import ModelRegistry, serialize_bundle
+from loopml.adapters.s3 import S3ObjectStore
+from tests.conftest import ROOT, load_handler, make_metadata
+
+BUCKET = "loopml-test-models"
+EVENTS = ROOT / "events" / "inference"
+
+
+class Context:
+    function_name = "loopml-test-inference"
+    function_version = "7"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-inference:live"
+    memory_limit_in_mb = 2048
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+@pytest.fixture
+def deployed(aws_env, monkeypatch, trained, tmp_path) -> Iterator[tuple[ModuleType, Any, str]]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="loopml-test-capture")["QueueUrl"]
+        registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
+        registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+        registry.set_alias("default", "champion", 1, actor="test", reason="first")
+        for name, value in {
+            "MODEL_BUCKET": BUCKET,
+            "CAPTURE_QUEUE_URL": queue_url,
+            "MODEL_NAME": "default",
+            "MODEL_VERSION": "champion",
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "AWS_LAMBDA_FUNCTION_VERSION": "7",
+            "POWERTOOLS_SERVICE_NAME": "inference",
+            "POWERTOOLS_METRICS_NAMESPACE": "loopml",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield load_handler("inference"), sqs, queue_url
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    data = json.loads((EVENTS / name).read_text())
+    data.update(changes)
+    return data
+
+
+def call(module: ModuleType, evt: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    out = module.handler(evt, Context())
+    headers = dict(out.get("headers") or {})
+    headers.update({k: v[-1] for k, v in (out.get("multiValueHeaders") or {}).items()})
+    return out["statusCode"], json.loads(out["body"]), headers
+
+
+def captured(sqs, queue_url) -> list[dict[str, Any]]:
+    records = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return records
+        for m in got:
+            records.extend(json.loads(m["Body"])["records"])
+
+
+def test_single_prediction_is_answered_and_captured(deployed):
+    module, sqs, queue_url = deployed
+    status, body, _ = call(module, event("predict_single.json"))
+    assert status == 200, body
+    (p,) = body["predictions"]
+    assert body["model_version"] == 1 and body["lambda_version"] == "7" and body["degraded"] is False
+    assert p["prediction"] in (0, 1)
+    assert p["confidence"] == pytest.approx(max(p["probabilities"].values()))
+    assert p["model_version"] == 1 and p["lambda_version"] == "7"
+    assert len(p["prediction_id"]) == 32
+    (record,) = captured(sqs, queue_url)
+    assert record["prediction_id"] == p["prediction_id"]
+    assert record["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert record["features"] == json.loads(event("predict_single.json")["body"])["instance"]
+
+
+def test_batch_with_explanations(deployed):
+    module, sqs, queue_url = deployed
+    evt = event("predict_batch.json", queryStringParameters={"explain": "true"})
+    status, body, _ = call(module, evt)
+    assert status == 200
+    assert len(body["predictions"]) == 3 and body["explainer"] == "linear"
+    assert all(set(p["explanation"]) >= {"age", "purpose"} for p in body["predictions"])
+    assert len(captured(sqs, queue_url)) == 3
+
+
+def _body(**payload: Any) -> str:
+    return json.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "locs"),
+    [
+        ("{not json", 400, None),
+        (_body(instance={"age": 30}, instances=[{"age": 30}]), 422, [["body"]]),
+        (_body(rows=[]), 422, [["body", "rows"]]),
+        (_body(instances=[]), 422, [["body", "instances"]]),
+        (_body(instances=[{}] * 1001), 422, [["body", "instances"]]),
+        (_body(instances=[1]), 422, [["body", "instances", 0]]),
+    ],
+)
+def test_malformed_requests_get_4xx_naming_the_field(deployed, body, status, locs):
+    module, _, _ = deployed
+    got, answer, _ = call(module, event("predict_single.json", body=body))
+    assert got == status, answer
+    if locs:
+        assert [d["loc"][: len(locs[0])] for d in answer["detail"]][:1] == locs
+
+
+def test_bad_feature_values_are_named(deployed):
+    module, sqs, queue_url = deployed
+    instance = json.loads(event("predict_single.json")["body"])["instance"]
+    instance.pop("age")
+    instance["credit_score"] = "NaN"
+    instance["extra"] = 1
+    status, answer, _ = call(module, event("predict_single.json", body=_body(instance=instance)))
+    assert status == 422
+    assert {(d["loc"][-1], d["type"]) for d in answer["detail"]} == {
+        ("age", "missing"),
+        ("credit_score", "float_type"),
+        ("extra", "extra_forbidden"),
+    }
+    assert captured(sqs, queue_url) == []
+
+
+def test_model_health_and_openapi(deployed):
+    module, _, _ = deployed
+    status, meta, _ = call(module, event("get_model.json"))
+    assert status == 200 and meta["version"] == 1 and "reference_profile" not in meta
+    assert meta["feature_schema"]["target"] == "default"
+    status, health, _ = call(module, event("get_health.json"))
+    assert status == 200 and health["status"] == "ok" and health["model_version"] == 1
+    status, spec, _ = call(module, event("get_health.json", path="/openapi.json", resource="/openapi.json"))
+    assert status == 200 and "/predict" in spec["paths"]
+
+
+def test_tampered_model_with_nothing_cached_answers_503(aws_env, monkeypatch, trained, tmp_path):
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        queue_url = boto3.client("sqs").create_queue(QueueName="q")["QueueUrl"]
+        registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
+        meta = registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+        s3.put_object(Bucket=BUCKET, Key=meta.artifact_key, Body=b"tampered")
+        for name, value in {
+            "MODEL_BUCKET": BUCKET,
+            "CAPTURE_QUEUE_URL": queue_url,
+            "MODEL_VERSION": "1",
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        module = load_handler("inference")
+        status, body, headers = call(module, event("predict_single.json"))
+        assert status == 503 and headers.get("Retry-After") == "30"
+        assert "cannot be loaded" in body["message"]
+        status, health, _ = call(module, event("get_health.json"))
+        assert status == 503 and health["status"] == "unavailable"
+
+
+def test_missing_configuration_names_the_variable(aws_env, monkeypatch):
+    monkeypatch.delenv("MODEL_BUCKET", raising=False)
+    monkeypatch.setenv("CAPTURE_QUEUE_URL", "x")
+    from loopml.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="MODEL_BUCKET is not set"):
+        load_handler("inference")
+
+
+def test_every_sample_event_parses_through_the_handler_models():
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    from loopml.inference.models import PredictRequest
+
+    files = sorted(Path(EVENTS).glob("*.json"))
+    assert len(files) >= 5
+    for path in files:
+        evt = APIGatewayProxyEvent(json.loads(path.read_text()))
+        assert evt.http_method in {"GET", "POST"} and evt.request_context.request_id
+        if evt.http_method == "POST":
+            PredictRequest.model_validate(evt.json_body)

@@ -1,0 +1,118 @@
+"""Fixtures shared by the whole suite: small bundled data, a trained model, and moto."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from loopml import datasets
+from loopml.schema import FeatureSchema, SchemaConfig, infer_schema
+from loopml.training import TrainedModel, TrainingParams, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SENSITIVE_CONFIG = SchemaConfig.model_validate({"features": {"gender": {"sensitive": True}}})
+
+
+@pytest.fixture(scope="session")
+def loan_columns() -> dict[str, list[Any]]:
+    return datasets.loan_default(3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def loan_schema(loan_columns: dict[str, list[Any]]) -> FeatureSchema:
+    return infer_schema(loan_columns, datasets.TARGET, SENSITIVE_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def trained(loan_columns: dict[str, list[Any]], loan_schema: FeatureSchema) -> TrainedModel:
+    return train(loan_columns, loan_schema, TrainingParams())
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Credentials and region for moto; clears the per-process client cache around each test."""
+    from loopml.adapters.aws import client
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client.cache_clear()
+    yield
+    client.cache_clear()
+
+
+def load_handler(function: str, module_name: str | None = None) -> ModuleType:
+    """Import ``functions/<function>/app.py`` fresh, as Lambda would in a new execution environment."""
+    name = module_name or f"loopml_test_{function}_app"
+    sys.modules.pop(name, None)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_metadata(trained: TrainedModel, model: str = "default", version: int = 0) -> Any:
+    """Registry metadata for a trained model without a reference profile (unit tests of the registry)."""
+    from loopml.registry import DataLineage, ModelMetadata
+
+    return ModelMetadata(
+        model=model,
+        version=version,
+        created_at="2026-11-25T00:00:00Z",
+        created_by="test",
+        library_versions={},
+        training_data=DataLineage(uri="memory://loan", sha256="0" * 64, rows=3000),
+        params=trained.params.model_dump(),
+        metrics=trained.metrics.model_dump(),
+        feature_schema=trained.schema,
+        artifact_sha256="",
+        artifact_key="",
+        explainer="linear",
+    )
+
+
+class MemoryStore:
+    """An ObjectStore in memory, with the same conditional-write semantics as S3."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.fail_gets = False
+
+    def get(self, key: str) -> bytes:
+        from loopml.errors import NotFound, TransientError
+
+        if self.fail_gets:
+            raise TransientError(f"{key}: SlowDown")
+        try:
+            return self.objects[key]
+        except KeyError:
+            raise NotFound(key) from None
+
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None:
+        from loopml.errors import VersionConflict
+
+        with self._lock:
+            if if_none_match and key in self.objects:
+                raise VersionConflict(key)
+            self.objects[key] = body
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+
+from loopml.capture import MAX_MESSAGE_BYTES, CaptureBuffer, pack_messages, unpack_message
+
+
+def test_messages_stay_under_the_sqs_limit_and_keep_every_record():
+    records = [{"prediction_id": str(i), "blob": "x" * 5000} for i in range(200)]
+    bodies = pack_messages(records)
+    assert len(bodies) > 1
+    assert all(len(b.encode()) <= MAX_MESSAGE_BYTES + 100 for b in bodies)
+    unpacked = [r for b in bodies for r in unpack_message(b)]
+    assert unpacked == records
+
+
+def test_flush_sends_once_and_counts_failures():
+    sent: list[list[str]] = []
+    failures: list[tuple[int, str]] = []
+
+    def sender(bodies: list[str]) -> int:
+        sent.append(bodies)
+        return 1
+
+    buffer = CaptureBuffer(sender, lambda n, why: failures.append((n, why)))
+    buffer.add([{"prediction_id": "a"}])
+    buffer.add([{"prediction_id": "b"}])
+    buffer.flush()
+    buffer.flush()
+    assert len(sent) == 1 and len(sent[0]) == 2
+    assert failures == [(1, "some messages were rejected by SQS")]
+
+
+def test_a_raising_sender_never_escapes():
+    failures: list[tuple[int, str]] = []
+
+    def sender(bodies: list[str]) -> int:
+        raise ConnectionError("down")
+
+    buffer = CaptureBuffer(sender, lambda n, why: failures.append((n, why)))
+    buffer.add([{"prediction_id": "a"}])
+    buffer.flush()
+    assert failures == [(1, "ConnectionError: down")]
+    assert buffer.pending == 0
+
+
+def test_non_finite_values_are_refused_before_sending():
+    import pytest
+
+    with pytest.raises(ValueError, match="Out of range"):
+        pack_messages([{"x": float("nan")}])
+    assert json.loads(pack_messages([{"x": 1}])[0])["records"] == [{"x": 1}]

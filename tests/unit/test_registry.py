@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from loopml.errors import IntegrityError, InvalidInput, ModelNotFound
+from loopml.registry import ModelRegistry, serialize_bundle
+from tests.conftest import MemoryStore, make_metadata
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    return ModelRegistry(MemoryStore())
+
+
+def test_register_numbers_versions_and_records_hash(registry, trained):
+    artifact = serialize_bundle(trained.bundle)
+    first = registry.register(make_metadata(trained), artifact)
+    second = registry.register(make_metadata(trained), artifact)
+    assert (first.version, second.version) == (1, 2)
+    assert first.artifact_sha256 == hashlib.sha256(artifact).hexdigest()
+    assert registry.versions("default") == [1, 2]
+    store = registry._store
+    assert store.get("models/default/v1/model.joblib.sha256").decode().startswith(first.artifact_sha256)
+    bundle, meta, _ = registry.load_bundle("default", 2)
+    assert meta.version == 2 and "pipeline" in bundle
+
+
+def test_concurrent_registrations_never_share_a_number(registry, trained):
+    artifact = serialize_bundle(trained.bundle)
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(
+            pool.map(lambda _: registry.register(make_metadata(trained), artifact).version, range(16))
+        )
+    assert sorted(versions) == list(range(1, 17))
+
+
+def test_tampered_artifact_is_never_unpickled(registry, trained):
+    meta = registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+    registry._store.objects[meta.artifact_key] = b"\x80\x04evil"
+    with pytest.raises(IntegrityError, match="does not match"):
+        registry.load_bundle("default", 1)
+
+
+def test_aliases_and_history(registry, trained):
+    artifact = serialize_bundle(trained.bundle)
+    registry.register(make_metadata(trained), artifact)
+    registry.register(make_metadata(trained), artifact)
+    registry.set_alias("default", "champion", 1, actor="ci", reason="first model")
+    registry.set_alias("default", "champion", 2, actor="ci", reason="better")
+    assert registry.resolve("default", "champion") == 2
+    assert registry.resolve("default", "latest") == 2
+    assert registry.resolve("default", "v1") == 1
+    history = registry.history("default")
+    assert [e.action for e in history] == ["registered", "registered", "alias_moved", "alias_moved"]
+    assert history[-1].previous_version == 1 and history[-1].reason == "better"
+
+
+def test_missing_things_are_named(registry, trained):
+    with pytest.raises(ModelNotFound, match="no version 3"):
+        registry.metadata("default", 3)
+    with pytest.raises(ModelNotFound, match="no alias 'champion'"):
+        registry.resolve("default", "champion")
+    with pytest.raises(ModelNotFound, match="no registered version"):
+        registry.resolve("default", "latest")
+    with pytest.raises(ModelNotFound):
+        registry.set_alias("default", "champion", 9, actor="x", reason="y")
+    with pytest.raises(InvalidInput, match="invalid"):
+        registry.versions("Bad Name")
