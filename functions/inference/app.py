@@ -10,8 +10,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopml.api import register_error_handlers
+from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
-from loopml.inference.models import InferenceSettings, PredictRequest, PredictResponse
+from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest
 from loopml.inference.serve import record_metrics, score
 from loopml.lifecycle import invocation_finished
 from loopml.observability import logger, metrics, tracer
@@ -19,6 +20,9 @@ from loopml.observability import logger, metrics, tracer
 settings = InferenceSettings.load()
 service = wiring.model_service(settings)
 capture = wiring.capture_buffer(settings)
+hash_subject = subject_hasher(
+    settings.model_bucket, settings.subject_key, settings.subject_key_parameter, settings.loopml_local_runtime
+)
 wiring.warm_up(service)
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -26,15 +30,18 @@ app.enable_swagger(path="/swagger", title="loopml inference", version="1")
 register_error_handlers(app)
 
 
-@app.post("/predict")
-def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> PredictResponse:
+@app.post("/predict", responses=PREDICT_RESPONSES)
+def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
     started = time.perf_counter()
     serving = service.current()
     request_id = app.current_event.request_context.request_id or ""
-    response, records = score(serving, body, explain, request_id, settings.aws_lambda_function_version)
+    subject_hash = hash_subject(body.subject_id) if body.subject_id else None
+    response, records = score(
+        serving, body, explain, request_id, settings.aws_lambda_function_version, subject_hash
+    )
     capture.add(records)
     record_metrics(metrics, serving, response, (time.perf_counter() - started) * 1000)
-    return response  # type: ignore[return-value]  # a dict is validated against the model on the way out
+    return response
 
 
 @app.get("/model")

@@ -18,6 +18,9 @@ class InferenceSettings(FunctionSettings, frozen=True):
     model_version: str = "champion"
     cache_dir: str = "/tmp/loopml-cache"  # noqa: S108 - Lambda's only writable folder
     aws_lambda_function_version: str = "$LATEST"
+    subject_key: str | None = None  # see loopml.feedback.wiring: HMAC key for subject ids
+    subject_key_parameter: str | None = None
+    loopml_local_runtime: bool = False
 
 
 class PredictRequest(BaseModel, extra="forbid"):
@@ -25,6 +28,8 @@ class PredictRequest(BaseModel, extra="forbid"):
 
     instance: dict[str, Any] | None = None
     instances: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+    subject_id: str | None = Field(None, min_length=1, max_length=256)  # stored only as a keyed hash
+    consent: bool = True  # false: served, but nothing is captured or used for training
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:
@@ -71,3 +76,12 @@ class HealthResponse(BaseModel):
     lambda_version: str
     degraded: bool
     detail: str | None = None
+
+
+# Documented in OpenAPI without validating every answer against the model: the handler builds the
+# response itself, and re-validating 1,000 predictions would cost more than scoring them.
+PREDICT_RESPONSES: dict[int, Any] = {
+    200: {"description": "Scored instances", "content": {"application/json": {"model": PredictResponse}}},
+    422: {"description": "Invalid body or feature values; `detail` names each field"},
+    503: {"description": "No verified model to serve; retry after `Retry-After` seconds"},
+}

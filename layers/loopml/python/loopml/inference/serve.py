@@ -9,19 +9,28 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
+from loopml.feedback import layout
 from loopml.inference.models import PredictRequest
 from loopml.inference.service import Serving
 
 
 def score(
-    serving: Serving, request: PredictRequest, explain: bool, request_id: str, lambda_version: str
+    serving: Serving,
+    request: PredictRequest,
+    explain: bool,
+    request_id: str,
+    lambda_version: str,
+    subject_hash: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``subject_hash`` is the keyed hash of ``request.subject_id``; with ``consent`` false the records
+    are opt-out markers (prediction id and subject only) instead of captures."""
     started = time.perf_counter()
     rows = request.rows
     predictions = serving.predictor.predict(rows, explain=explain)
     meta = serving.metadata
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    now = datetime.now(UTC).isoformat()
+    moment = datetime.now(UTC)
+    now = moment.isoformat()
     out: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for row, p in zip(rows, predictions, strict=True):
@@ -30,7 +39,7 @@ def score(
             "unseen_category": p.flags.unseen_category,
             "missing": p.flags.missing,
         }
-        prediction_id = uuid.uuid4().hex
+        prediction_id = layout.prediction_id(moment, uuid.uuid4().hex)
         out.append(
             {
                 "prediction_id": prediction_id,
@@ -43,6 +52,18 @@ def score(
                 "explanation": p.explanation,
             }
         )
+        if not request.consent:
+            records.append(
+                {
+                    "kind": "optout",
+                    "prediction_id": prediction_id,
+                    "model": meta.model,
+                    "model_version": meta.version,
+                    "timestamp": now,
+                    "subject_hash": subject_hash,
+                }
+            )
+            continue
         records.append(
             {
                 "kind": "prediction",
@@ -60,6 +81,7 @@ def score(
                 "latency_ms": latency_ms,
                 "degraded": serving.degraded,
                 "flags": flags,
+                "subject_hash": subject_hash,
             }
         )
     response = {

@@ -30,7 +30,10 @@ def capture_buffer(settings: InferenceSettings) -> CaptureBuffer:
         ) as metric:
             metric.add_dimension("model", settings.model_name)
 
-    buffer = CaptureBuffer(SqsSender(client("sqs"), settings.capture_queue_url), on_failure)
+    def send(bodies: list[str]) -> int:  # the SQS client is built on first flush, after a response
+        return SqsSender(client("sqs"), settings.capture_queue_url)(bodies)
+
+    buffer = CaptureBuffer(send, on_failure)
     register_post_invoke(buffer.flush)
     return buffer
 
