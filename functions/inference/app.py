@@ -36,9 +36,7 @@ def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> 
     serving = service.current()
     request_id = app.current_event.request_context.request_id or ""
     subject_hash = hash_subject(body.subject_id) if body.subject_id else None
-    response, records = score(
-        serving, body, explain, request_id, settings.aws_lambda_function_version, subject_hash
-    )
+    response, records = score(serving, body, explain, request_id, settings.aws_lambda_function_version, subject_hash)
     capture.add(records)
     record_metrics(metrics, serving, response, (time.perf_counter() - started) * 1000)
     return response
@@ -59,9 +57,7 @@ def health() -> Response[str]:
 
 @app.get("/openapi.json")
 def openapi() -> Response[str]:
-    return Response(
-        200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="loopml inference")
-    )
+    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="loopml inference"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from loopml import datasets
 from loopml.errors import InvalidInput
 from loopml.inference.predictor import Predictor
@@ -54,9 +53,7 @@ def test_linear_explanations_sum_to_the_log_odds_difference(trained, loan_column
 
 
 def test_occlusion_explanations_for_tree_models(loan_columns, loan_schema):
-    result = train(
-        loan_columns, loan_schema, TrainingParams(model_type="hist_gradient_boosting", n_estimators=30)
-    )
+    result = train(loan_columns, loan_schema, TrainingParams(model_type="hist_gradient_boosting", n_estimators=30))
     predictor = Predictor(result.bundle, _metadata(result))
     assert predictor.explainer == "occlusion"
     (p,) = predictor.predict([datasets.rows(loan_columns)[0]], explain=True)

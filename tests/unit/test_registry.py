@@ -4,9 +4,9 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound
 from loopml.registry import ModelRegistry, serialize_bundle
+
 from tests.conftest import MemoryStore, make_metadata
 
 
@@ -31,9 +31,7 @@ def test_register_numbers_versions_and_records_hash(registry, trained):
 def test_concurrent_registrations_never_share_a_number(registry, trained):
     artifact = serialize_bundle(trained.bundle)
     with ThreadPoolExecutor(8) as pool:
-        versions = list(
-            pool.map(lambda _: registry.register(make_metadata(trained), artifact).version, range(16))
-        )
+        versions = list(pool.map(lambda _: registry.register(make_metadata(trained), artifact).version, range(16)))
     assert sorted(versions) == list(range(1, 17))
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from loopml.errors import InvalidInput
 from loopml.schema import FeatureKind, RequestValidator, SchemaConfig, infer_schema
 
@@ -22,9 +21,7 @@ def test_infers_kinds_ranges_categories_and_nullability(loan_schema):
 
 
 def test_csv_strings_are_numbers_when_they_all_parse():
-    schema = infer_schema(
-        {"x": ["1", "2.5", "", "NA"], "c": ["a", "b", "a", "1"], "y": ["0", "1", "0", "1"]}, "y"
-    )
+    schema = infer_schema({"x": ["1", "2.5", "", "NA"], "c": ["a", "b", "a", "1"], "y": ["0", "1", "0", "1"]}, "y")
     assert schema.feature("x").kind is FeatureKind.numeric and schema.feature("x").nullable
     assert schema.feature("c").kind is FeatureKind.categorical
     assert schema.classes == [0, 1]

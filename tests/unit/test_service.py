@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-
 from loopml.errors import ModelUnavailable
 from loopml.inference.service import ModelService
 from loopml.registry import ModelRegistry, serialize_bundle
+
 from tests.conftest import MemoryStore, make_metadata
 
 
@@ -22,9 +22,7 @@ def store() -> MemoryStore:
 
 
 def _service(store, tmp_path, ref="champion", clock=None) -> ModelService:
-    return ModelService(
-        ModelRegistry(store), "default", ref, tmp_path, retry_after_s=30, clock=clock or Clock()
-    )
+    return ModelService(ModelRegistry(store), "default", ref, tmp_path, retry_after_s=30, clock=clock or Clock())
 
 
 def _register(store, trained, champion: int | None = None):

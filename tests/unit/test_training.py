@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from loopml import datasets
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.schema import infer_schema

@@ -78,6 +78,4 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler([IntegrityError, ConfigurationError])
     def _ours(exc: LoopmlError) -> Response[Any]:
         logger.exception("server-side fault")
-        return error_response(
-            HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: the service is misconfigured"
-        )
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: the service is misconfigured")

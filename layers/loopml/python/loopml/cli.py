@@ -43,9 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoopmlError as exc:
         print(f"loopml: error: {exc}", file=sys.stderr)
         for detail in getattr(exc, "errors", [])[:20]:
-            print(
-                f"  - {'.'.join(str(p) for p in detail.get('loc', []))}: {detail.get('msg')}", file=sys.stderr
-            )
+            print(f"  - {'.'.join(str(p) for p in detail.get('loc', []))}: {detail.get('msg')}", file=sys.stderr)
         return 2
 
 
@@ -56,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model on a CSV / JSON Lines / Parquet file and register it")
     train.add_argument("--data", required=True, type=Path, help="training file (.csv, .jsonl, .parquet)")
     train.add_argument("--target", required=True, help="name of the label column")
-    train.add_argument(
-        "--model", default=DEFAULT_MODEL, help="model name in the registry (default: %(default)s)"
-    )
+    train.add_argument("--model", default=DEFAULT_MODEL, help="model name in the registry (default: %(default)s)")
     train.add_argument("--config", type=Path, help="JSON file overriding the inferred feature spec")
     train.add_argument(
         "--model-type",
@@ -70,9 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--local", action="store_true", help="register into the running local stack")
     where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
     train.add_argument("--champion", action="store_true", help="make the new version the champion")
-    train.add_argument(
-        "--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)"
-    )
+    train.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)")
     train.set_defaults(run=_train)
 
     gen = sub.add_parser("generate", help="write the bundled synthetic loan-default data set to a file")
@@ -85,9 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="the local stack: AWS on 127.0.0.1, no account, no Docker")
     local_sub = local.add_subparsers(metavar="ACTION")
-    up = local_sub.add_parser(
-        "up", help="train the first model if needed, deploy, serve the API until Ctrl-C"
-    )
+    up = local_sub.add_parser("up", help="train the first model if needed, deploy, serve the API until Ctrl-C")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     up.add_argument("--api-port", type=int, default=LOCAL_API_PORT)
     up.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT)
@@ -100,9 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
     bench.add_argument("what", choices=["inference", "drift", "all"])
-    bench.add_argument(
-        "--evidently-python", default=None, help="python of a venv with evidently (drift baseline)"
-    )
+    bench.add_argument("--evidently-python", default=None, help="python of a venv with evidently (drift baseline)")
     bench.set_defaults(run=_bench)
     return parser
 
@@ -143,9 +133,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--config {args.config}: {exc}") from None
     columns, digest = read_path(args.data)
     schema = infer_schema(columns, args.target, config)
-    print(
-        f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)"
-    )
+    print(f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)")
     trained = train(columns, schema, params)
     _print_metrics(trained.metrics.model_dump())
     if not (args.local or args.bucket):
@@ -162,9 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
     if args.champion:
-        registry.set_alias(
-            args.model, "champion", meta.version, actor="cli", reason="loopml train --champion"
-        )
+        registry.set_alias(args.model, "champion", meta.version, actor="cli", reason="loopml train --champion")
         print(f"{args.model} champion -> v{meta.version}")
     return 0
 

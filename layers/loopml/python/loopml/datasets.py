@@ -104,6 +104,4 @@ def loan_default(
 def rows(columns: dict[str, list[Any]], include_target: bool = False) -> list[dict[str, Any]]:
     """Columns to request rows, the shape ``POST /predict`` takes."""
     names = [k for k in columns if include_target or k != TARGET]
-    return [
-        dict(zip(names, values, strict=True)) for values in zip(*(columns[k] for k in names), strict=True)
-    ]
+    return [dict(zip(names, values, strict=True)) for values in zip(*(columns[k] for k in names), strict=True)]

@@ -68,9 +68,7 @@ def _start_extension_if_on_lambda() -> None:
         _log.warning("could not register the post-invoke extension; hooks run in the handler instead")
         return
     _extension_id = extension_id
-    threading.Thread(
-        target=_extension_loop, args=(base, extension_id), name="loopml-post-invoke", daemon=True
-    ).start()
+    threading.Thread(target=_extension_loop, args=(base, extension_id), name="loopml-post-invoke", daemon=True).start()
 
 
 def _extension_loop(base: str, extension_id: str) -> None:

@@ -33,9 +33,7 @@ from loopml.schema import FeatureSchema
 ARTIFACT = "model.joblib"
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ALIASES = ("champion", "challenger")
-HistoryAction = Literal[
-    "registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "failed"
-]
+HistoryAction = Literal["registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "failed"]
 
 
 class ObjectStore(Protocol):
@@ -142,9 +140,7 @@ class ModelRegistry:
     def _claimed_versions(self, model: str) -> list[int]:
         pattern = re.compile(rf"^{re.escape(self.prefix(model))}v(\d+)/")
         numbers = {
-            int(m.group(1))
-            for key in self._store.list_keys(self.prefix(model) + "v")
-            if (m := pattern.match(key))
+            int(m.group(1)) for key in self._store.list_keys(self.prefix(model) + "v") if (m := pattern.match(key))
         }
         return sorted(numbers)
 
@@ -168,9 +164,7 @@ class ModelRegistry:
         for _ in range(max_attempts):
             claim = f"{self.prefix(model)}v{candidate}/.claim"
             try:
-                self._store.put(
-                    claim, json.dumps({"at": self._clock().isoformat()}).encode(), if_none_match=True
-                )
+                self._store.put(claim, json.dumps({"at": self._clock().isoformat()}).encode(), if_none_match=True)
                 break
             except VersionConflict:
                 candidate += 1

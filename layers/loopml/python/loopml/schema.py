@@ -146,9 +146,7 @@ def infer_schema(
         present = [v for v in values if not is_missing(v)]
         numbers = [_as_number(v) for v in present]
         kind = override.kind or (
-            FeatureKind.numeric
-            if present and all(n is not None for n in numbers)
-            else FeatureKind.categorical
+            FeatureKind.numeric if present and all(n is not None for n in numbers) else FeatureKind.categorical
         )
         spec = FeatureSpec(name=name, kind=kind, nullable=len(present) < len(values))
         if kind is FeatureKind.numeric:
@@ -218,9 +216,7 @@ class RequestValidator:
         for i, row in enumerate(rows):
             loc = [*loc_prefix, i] if index_rows else list(loc_prefix)
             if not isinstance(row, dict):
-                errors.append(
-                    {"loc": loc, "msg": "expected an object of feature values", "type": "type_error"}
-                )
+                errors.append({"loc": loc, "msg": "expected an object of feature values", "type": "type_error"})
                 flags.append(RowFlags())
                 continue
             row_flags = RowFlags()
@@ -239,9 +235,7 @@ class RequestValidator:
                     matrix[i, j] = math.nan if spec.kind is FeatureKind.numeric else CATEGORY_MISSING
                 elif spec.kind is FeatureKind.numeric:
                     if isinstance(value, bool) or not isinstance(value, int | float):
-                        errors.append(
-                            {"loc": [*loc, spec.name], "msg": "expected a number", "type": "float_type"}
-                        )
+                        errors.append({"loc": [*loc, spec.name], "msg": "expected a number", "type": "float_type"})
                         continue
                     number = float(value)
                     if not math.isfinite(number):
@@ -260,9 +254,7 @@ class RequestValidator:
                     matrix[i, j] = number
                 else:
                     if not isinstance(value, str):
-                        errors.append(
-                            {"loc": [*loc, spec.name], "msg": "expected a string", "type": "string_type"}
-                        )
+                        errors.append({"loc": [*loc, spec.name], "msg": "expected a string", "type": "string_type"})
                         continue
                     if value not in cats:
                         row_flags.unseen_category.append(spec.name)

@@ -122,7 +122,15 @@ _POWERTOOLS = {"POWERTOOLS_METRICS_NAMESPACE": "loopml", "POWERTOOLS_LOG_LEVEL":
 
 TOPOLOGY = Topology(
     buckets=(BucketSpec(name="models"),),
-    queues=(QueueSpec(name="capture", visibility_timeout_s=120),),
+    queues=(
+        QueueSpec(name="capture", visibility_timeout_s=120),
+        QueueSpec(name="feedback", visibility_timeout_s=180),  # 6x the consumer's timeout
+    ),
+    tables=(
+        TableSpec(name="prediction-index"),  # prediction_id -> model, version, subject; TTL 400 days
+        TableSpec(name="review"),  # the human review list
+        TableSpec(name="subjects", ttl_attribute=None),  # opt-outs, erasures, objects per subject
+    ),
     functions=(
         FunctionSpec(
             name="inference",
@@ -144,6 +152,39 @@ TOPOLOGY = Topology(
                 Route(method="GET", path="/health", auth="none"),
                 Route(method="GET", path="/openapi.json", auth="none"),
                 Route(method="GET", path="/swagger", auth="none"),
+            ),
+        ),
+        FunctionSpec(
+            name="feedback",
+            description="Feedback and review API, right to erasure, and the capture consumer.",
+            memory_mb=1024,
+            timeout_s=30,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "feedback", "MODEL_NAME": "default"},
+            resources={
+                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                "FEEDBACK_QUEUE_URL": Ref(kind="queue", name="feedback", attribute="url"),
+                "PREDICTION_INDEX_TABLE": Ref(kind="table", name="prediction-index"),
+                "REVIEW_TABLE": Ref(kind="table", name="review"),
+                "SUBJECTS_TABLE": Ref(kind="table", name="subjects"),
+            },
+            grants=(
+                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="queue", name="feedback", access="send"),
+                Grant(kind="queue", name="capture", access="consume"),
+                Grant(kind="queue", name="feedback", access="consume"),
+                Grant(kind="table", name="prediction-index", access="read_write"),
+                Grant(kind="table", name="review", access="read_write"),
+                Grant(kind="table", name="subjects", access="read_write"),
+            ),
+            routes=(
+                Route(method="POST", path="/feedback"),
+                Route(method="GET", path="/review"),
+                Route(method="POST", path="/review/{prediction_id}"),
+                Route(method="DELETE", path="/subjects/{subject_id}", auth="iam"),
+            ),
+            event_sources=(
+                EventSource(queue="capture", batch_size=100, max_batching_window_s=1),
+                EventSource(queue="feedback", batch_size=100, max_batching_window_s=1),
             ),
         ),
     ),

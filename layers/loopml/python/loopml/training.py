@@ -89,9 +89,7 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
     prep = ColumnTransformer(transformers, sparse_threshold=0.0)
     estimator: Any
     if params.model_type == "logistic_regression":
-        estimator = LogisticRegression(
-            C=params.regularization_c, max_iter=params.max_iter, random_state=params.seed
-        )
+        estimator = LogisticRegression(C=params.regularization_c, max_iter=params.max_iter, random_state=params.seed)
     elif params.model_type == "hist_gradient_boosting":
         estimator = HistGradientBoostingClassifier(
             learning_rate=params.learning_rate,
@@ -118,9 +116,7 @@ def check_trainable(labels: Sequence[str | int], classes: Sequence[str | int]) -
         raise InsufficientData(f"classes with fewer than {MIN_PER_CLASS} rows: {thin}")
 
 
-def train(
-    columns: Mapping[str, Sequence[Any]], schema: FeatureSchema, params: TrainingParams
-) -> TrainedModel:
+def train(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema, params: TrainingParams) -> TrainedModel:
     if schema.target not in columns:
         raise InvalidInput(f"target column {schema.target!r} not in data")
     missing = [name for name in schema.names if name not in columns]
@@ -184,9 +180,7 @@ def evaluate(
     return ValidationMetrics(
         n=len(y_list),
         accuracy=float(accuracy_score(y, predicted.astype(y.dtype))),
-        f1_macro=float(
-            f1_score(y, predicted.astype(y.dtype), average="macro", labels=classes, zero_division=0)
-        ),
+        f1_macro=float(f1_score(y, predicted.astype(y.dtype), average="macro", labels=classes, zero_division=0)),
         roc_auc=roc,
         log_loss=float(log_loss(y, proba, labels=classes)),
         calibration_error=expected_calibration_error(proba, [classes.index(v) for v in y_list]),

@@ -12,9 +12,7 @@ from typing import Any
 from loopml.errors import LoopmlError, NotFound, TransientError, VersionConflict
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket", "ResourceNotFoundException"})
-CONFLICT = frozenset(
-    {"PreconditionFailed", "412", "ConditionalRequestConflict", "ConditionalCheckFailedException"}
-)
+CONFLICT = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "ConditionalCheckFailedException"})
 TRANSIENT = frozenset(
     {
         "Throttling",

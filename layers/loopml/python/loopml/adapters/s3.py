@@ -24,9 +24,7 @@ class S3ObjectStore:
             raise translate(exc, self.uri(key)) from exc
         return body
 
-    def put(
-        self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None
-    ) -> None:
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None:
         extra: dict[str, str] = {"IfNoneMatch": "*"} if if_none_match else {}
         if content_type:
             extra["ContentType"] = content_type

@@ -81,9 +81,7 @@ def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
     creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
     s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
     s3.create_bucket(Bucket=BUCKET)
-    queue = boto3.client("sqs", endpoint_url=endpoint, **creds).create_queue(QueueName="bench-capture")[
-        "QueueUrl"
-    ]
+    queue = boto3.client("sqs", endpoint_url=endpoint, **creds).create_queue(QueueName="bench-capture")["QueueUrl"]
     columns = datasets.loan_default(5000, seed=42)
     registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
     train_and_register(
@@ -127,10 +125,9 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
     import importlib.util
 
     os.environ.update(env)
-    spec = importlib.util.spec_from_file_location(
-        "loopml_bench_inference", REPO / "functions/inference/app.py"
-    )
-    assert spec and spec.loader
+    spec = importlib.util.spec_from_file_location("loopml_bench_inference", REPO / "functions/inference/app.py")
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from loopml.lifecycle import run_post_invoke
@@ -206,9 +203,7 @@ def run() -> dict[str, Any]:
         env = _prepare(endpoint, Path(tmp) / "warm")
         cold = _cold(env, Path(tmp))
         warm = _warm(env)
-    print(
-        f"{'case':<12}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}"
-    )
+    print(f"{'case':<12}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}")
     for label, r in warm.items():
         (h50, h99), (b50, b99) = r["handler_us"], r["bare_us"]
         print(

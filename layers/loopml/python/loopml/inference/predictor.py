@@ -45,9 +45,7 @@ class Predictor:
         self.metadata = metadata
         self.pipeline = bundle["pipeline"]
         self.validator = RequestValidator(metadata.feature_schema)
-        self.classes: list[str | int] = [
-            c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_
-        ]
+        self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
         self._class_keys = [str(c) for c in self.classes]
         self._baseline_row: np.ndarray = bundle["baseline_row"]
         self._background: np.ndarray = bundle["background"]
@@ -65,9 +63,7 @@ class Predictor:
         matrix, flags = self.validator.validate(rows)
         return self.predict_matrix(matrix, flags, explain)
 
-    def predict_matrix(
-        self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False
-    ) -> list[Prediction]:
+    def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:
         proba = self.pipeline.predict_proba(matrix)
         top = proba.argmax(axis=1)
         keys = self._class_keys
@@ -93,16 +89,12 @@ class Predictor:
         transformed = self.pipeline.named_steps["prep"].transform(matrix) - self._background
         out: list[dict[str, float] | None] = []
         for i, k in enumerate(top):
-            if self._coef.shape[0] == 1:  # binary: coef is for class 1; class 0's log-odds are its negative
-                weights = self._coef[0] if k == 1 else -self._coef[0]
-            else:
-                weights = self._coef[k]
+            # binary: coef_ is class 1's log-odds; class 0's are its negative
+            binary = self._coef.shape[0] == 1
+            weights = (self._coef[0] if k == 1 else -self._coef[0]) if binary else self._coef[k]
             terms = transformed[i] * weights
             out.append(
-                {
-                    name: round(float(terms[cols].sum()), 6)
-                    for name, cols in zip(self._names, self._groups, strict=True)
-                }
+                {name: round(float(terms[cols].sum()), 6) for name, cols in zip(self._names, self._groups, strict=True)}
             )
         return out
 

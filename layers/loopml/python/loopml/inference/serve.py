@@ -103,9 +103,7 @@ def record_metrics(metrics: Metrics, serving: Serving, response: dict[str, Any],
     predictions = response["predictions"]
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
-    metrics.add_metric(
-        name="Degraded", unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0
-    )
+    metrics.add_metric(name="Degraded", unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0)
     mean_confidence = sum(p["confidence"] for p in predictions) / len(predictions)
     metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=round(mean_confidence, 6))
     counts: dict[str, int] = {}

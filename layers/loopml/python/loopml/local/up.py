@@ -27,9 +27,7 @@ from loopml.topology import dlq_name, physical_name
 STAGE = "local"
 MODEL = "default"
 FIRST_MODEL_ROWS = 5000
-SENSITIVE = SchemaConfig.model_validate(
-    {"features": {name: {"sensitive": True} for name in datasets.SENSITIVE}}
-)
+SENSITIVE = SchemaConfig.model_validate({"features": {name: {"sensitive": True} for name in datasets.SENSITIVE}})
 
 
 class Progress:
@@ -105,7 +103,8 @@ def summary(stack: LocalStack, meta: ModelMetadata, progress: Progress, health: 
         f"  API            {stack.api_url}   (API Gateway emulator: REST proxy events -> alias live)",
         f"  AWS endpoint   {stack.aws_endpoint}   (moto behind our Lambda front door)",
         f"  model          {meta.model} v{meta.version} champion; validation accuracy "
-        f"{meta.metrics['accuracy']:.3f}, ROC AUC {meta.metrics.get('roc_auc') or 0:.3f}; serving: {health.get('status')}",
+        f"{meta.metrics['accuracy']:.3f}, ROC AUC {meta.metrics.get('roc_auc') or 0:.3f}; "
+        f"serving: {health.get('status')}",
     ]
     cold = {
         s.function.removeprefix(physical_name(stack.stage, "")): s.cold_start_ms
@@ -117,9 +116,7 @@ def summary(stack: LocalStack, meta: ModelMetadata, progress: Progress, health: 
         weights = alias.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
         split = "".join(f" + v{v} {w:.0%}" for v, w in weights.items())
         started = f", cold start {cold[spec.name] / 1000:.2f}s" if spec.name in cold else ""
-        lines.append(
-            f"  function       {spec.name}:{spec.alias} -> v{alias['FunctionVersion']}{split}{started}"
-        )
+        lines.append(f"  function       {spec.name}:{spec.alias} -> v{alias['FunctionVersion']}{split}{started}")
     queues = ", ".join(
         f"{physical_name(stack.stage, q.name)} (+{physical_name(stack.stage, dlq_name(q.name))})"
         for q in stack.topology.queues
