@@ -41,6 +41,13 @@ class PredictRequest(BaseModel, extra="forbid"):
     def rows(self) -> list[dict[str, Any]]:
         return self.instances if self.instances is not None else [self.instance or {}]
 
+    @property
+    def locations(self) -> dict[str, Any]:
+        """Where errors point: ``body.instances.<i>.<field>`` for a batch, ``body.instance.<field>`` for one."""
+        if self.instances is not None:
+            return {"loc_prefix": ("body", "instances"), "index_rows": True}
+        return {"loc_prefix": ("body", "instance"), "index_rows": False}
+
 
 class Flags(BaseModel):
     out_of_range: list[str] = []

@@ -58,9 +58,15 @@ class Predictor:
     def explainer(self) -> str:
         return "linear" if self._coef is not None else "occlusion"
 
-    def predict(self, rows: Sequence[Any], explain: bool = False) -> list[Prediction]:
-        """Validate (raises InvalidInput naming each bad field), score, and optionally explain."""
-        matrix, flags = self.validator.validate(rows)
+    def predict(
+        self,
+        rows: Sequence[Any],
+        explain: bool = False,
+        loc_prefix: Sequence[str | int] = ("body", "instances"),
+        index_rows: bool = True,
+    ) -> list[Prediction]:
+        """Validate (raises InvalidInput naming each bad field at ``loc_prefix``), score, optionally explain."""
+        matrix, flags = self.validator.validate(rows, loc_prefix, index_rows)
         return self.predict_matrix(matrix, flags, explain)
 
     def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:

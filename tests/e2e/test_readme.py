@@ -1,0 +1,160 @@
+"""`make up` as a user runs it: the CLI process, its summary, the README's curl lines, Ctrl-C and restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+LOOPML = str(Path(sys.executable).with_name("loopml"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Up:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.api_port, self.aws_port = free_port(), free_port()
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        self.proc = subprocess.Popen(
+            [
+                LOOPML,
+                "local",
+                "up",
+                "--state-dir",
+                str(state_dir),
+                "--api-port",
+                str(self.api_port),
+                "--aws-port",
+                str(self.aws_port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + 180
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "Ctrl-C to stop." in line:
+                return
+        self.stop()
+        raise AssertionError("local stack did not come up:\n" + "".join(self.output[-60:]))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        assert self.proc.stdout is not None
+        self.output.extend(self.proc.stdout.readlines())
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    stack = Up(tmp_path_factory.mktemp("state"))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def readme_curls() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("curl ")]
+
+
+def curl(command: str, api: str) -> tuple[int, str]:
+    argv = shlex.split(command.replace("http://127.0.0.1:3000", api))
+    done = subprocess.run([*argv, "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60, check=False)
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_summary_says_what_runs_and_how_to_call_it(up: Up) -> None:
+    text = up.text
+    assert "registered default v1 as champion" in text
+    assert f"API            {up.api}" in text
+    assert re.search(r"function\s+inference:live -> v1", text)
+    assert "curl -s -X POST" in text
+
+
+def test_every_readme_curl_works_as_printed(up: Up) -> None:
+    commands = readme_curls()
+    assert len(commands) >= 5
+    for command in commands:
+        status, body = curl(command, up.api)
+        assert status == 200, (command, body)
+        answer = json.loads(body)
+        if "/predict" in command:
+            sent = json.loads(shlex.split(command)[-1])
+            assert len(answer["predictions"]) == len(sent.get("instances", [1]))
+            assert answer["model_version"] == 1
+            if "explain=true" in command:
+                assert set(answer["predictions"][0]["explanation"]) == set(sent["instance"])
+
+
+def test_summary_curl_lines_work_too(up: Up) -> None:
+    text = up.text.replace(" \\\n       -d", " -d")
+    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
+    assert commands
+    for command in commands:
+        status, body = curl(command, up.api)
+        assert status == 200, (command, body)
+
+
+def test_malformed_requests_over_http_name_the_problem(up: Up) -> None:
+    status, body = curl(f"curl -s -X POST {up.api}/predict -H 'content-type: application/json' -d '{{oops'", up.api)
+    assert status == 400 and "not valid JSON" in body
+    status, body = curl(
+        f'curl -s -X POST {up.api}/predict -H \'content-type: application/json\' -d \'{{"instance": {{"age": "x"}}}}\'',
+        up.api,
+    )
+    assert status == 422
+    detail = json.loads(body)["detail"]
+    assert {"loc": ["body", "instance", "age"], "msg": "expected a number", "type": "float_type"} in detail
+    assert any(d["loc"][-1] == "credit_score" and d["type"] == "missing" for d in detail)
+    status, body = curl(f"curl -s {up.api}/nope", up.api)
+    assert status == 403
+
+
+def test_ctrl_c_saves_state_and_the_next_up_reuses_it(up: Up) -> None:
+    assert up.stop() == 0
+    assert "stopping (state saved)" in up.text
+    again = Up(up.state_dir)
+    try:
+        assert "model default v1 found in the persisted registry" in again.text
+        assert "training the first model" not in again.text
+        status, _ = curl(f"curl -s {again.api}/health", again.api)
+        assert status == 200
+    finally:
+        assert again.stop() == 0
