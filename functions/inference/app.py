@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from loopml.api import register_error_handlers
+from loopml.api import enable_swagger_on_demand, register_error_handlers
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
 from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest
@@ -26,7 +26,6 @@ hash_subject = subject_hasher(
 wiring.warm_up(service)
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/swagger", title="loopml inference", version="1")
 register_error_handlers(app)
 
 
@@ -64,6 +63,7 @@ def openapi() -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    enable_swagger_on_demand(app, event, "loopml inference")
     try:
         return app.resolve(event, context)
     finally:

@@ -199,3 +199,10 @@ def test_every_sample_event_parses_through_the_handler_models():
         assert evt.http_method in {"GET", "POST"} and evt.request_context.request_id
         if evt.http_method == "POST":
             PredictRequest.model_validate(evt.json_body)
+
+
+def test_swagger_page_is_served(deployed):
+    module, _, _ = deployed
+    out = module.handler(event("get_health.json", path="/swagger", resource="/swagger"), Context())
+    assert out["statusCode"] == 200
+    assert "swagger" in out["body"].lower() and "/predict" in out["body"]

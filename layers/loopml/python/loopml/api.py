@@ -26,6 +26,14 @@ from loopml.errors import (
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
+SWAGGER_PATH = "/swagger"
+
+
+def enable_swagger_on_demand(app: APIGatewayRestResolver, event: dict[str, Any], title: str) -> None:
+    """Swagger UI pulls in Powertools' OpenAPI models (~120 ms): pay for them on the first visit, not at cold start."""
+    if event.get("path") == SWAGGER_PATH and not getattr(app, "_loopml_swagger", False):
+        app.enable_swagger(path=SWAGGER_PATH, title=title, version="1")
+        app._loopml_swagger = True  # type: ignore[attr-defined]
 
 
 def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[Any]:
