@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from loopml import datasets
 from loopml.schema import FeatureSchema, SchemaConfig, infer_schema
 from loopml.training import TrainedModel, TrainingParams, train

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from loopml.api import enable_swagger_on_demand, register_error_handlers
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring

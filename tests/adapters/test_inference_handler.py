@@ -10,10 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from loopml.adapters.s3 import S3ObjectStore
-from loopml.registry import ModelRegistry, serialize_bundle
 from moto import mock_aws
 
+from loopml.adapters.s3 import S3ObjectStore
+from loopml.registry import ModelRegistry, serialize_bundle
 from tests.conftest import ROOT, load_handler, make_metadata
 
 BUCKET = "loopml-test-models"
@@ -190,6 +190,7 @@ def test_missing_configuration_names_the_variable(aws_env, monkeypatch):
 
 def test_every_sample_event_parses_through_the_handler_models():
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
     from loopml.inference.models import PredictRequest
 
     files = sorted(Path(EVENTS).glob("*.json"))

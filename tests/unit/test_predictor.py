@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from loopml import datasets
 from loopml.errors import InvalidInput
 from loopml.inference.predictor import Predictor

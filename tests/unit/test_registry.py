@@ -4,9 +4,9 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound
 from loopml.registry import ModelRegistry, serialize_bundle
-
 from tests.conftest import MemoryStore, make_metadata
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from loopml.errors import InvalidInput
 from loopml.schema import FeatureKind, RequestValidator, SchemaConfig, infer_schema
 

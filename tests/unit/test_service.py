@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+
 from loopml.errors import ModelUnavailable
 from loopml.inference.service import ModelService
 from loopml.registry import ModelRegistry, serialize_bundle
-
 from tests.conftest import MemoryStore, make_metadata
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from loopml import datasets
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.schema import infer_schema

@@ -187,5 +187,30 @@ TOPOLOGY = Topology(
                 EventSource(queue="feedback", batch_size=100, max_batching_window_s=1),
             ),
         ),
+        FunctionSpec(
+            name="retrain",
+            description="Retraining steps (prepare, train, gate, canary, promote, roll back) and approvals.",
+            memory_mb=3008,
+            timeout_s=900,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "retrain"},
+            resources={
+                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                "INFERENCE_FUNCTION": Ref(kind="function", name="inference"),
+            },
+            grants=(
+                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="function", name="inference", access="update_function"),
+                Grant(kind="function", name="inference", access="invoke"),
+                Grant(kind="state_machine", name="retrain", access="start"),
+            ),
+            routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
+        ),
+    ),
+    state_machines=(
+        StateMachineSpec(
+            name="retrain",
+            definition="statemachine/retrain.asl.json",
+            substitutions={"RetrainFunctionArn": Ref(kind="function", name="retrain", attribute="arn")},
+        ),
     ),
 )
