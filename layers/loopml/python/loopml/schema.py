@@ -186,12 +186,15 @@ def to_matrix(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema) -> np
     return out
 
 
-class RowFlags(BaseModel):
-    """What was unusual about one input row, reported with its prediction."""
+class RowFlags:
+    """What was unusual about one input row; a plain class because one is built per request row."""
 
-    out_of_range: list[str] = Field(default_factory=list)
-    unseen_category: list[str] = Field(default_factory=list)
-    missing: list[str] = Field(default_factory=list)
+    __slots__ = ("missing", "out_of_range", "unseen_category")
+
+    def __init__(self) -> None:
+        self.out_of_range: list[str] = []
+        self.unseen_category: list[str] = []
+        self.missing: list[str] = []
 
 
 class RequestValidator:
