@@ -1,0 +1,1 @@
+"""Benchmarks: our figures next to a baseline measured in the same run."""
