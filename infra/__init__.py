@@ -1,0 +1,1 @@
+"""The CDK app: composes one construct per concern from ``loopml.topology.TOPOLOGY``."""

@@ -1,0 +1,93 @@
+"""The declared buckets (model registry, captured data) and the bucket receiving their access logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.constructs.deployment import Deployment
+from infra.constructs.nag import acknowledge
+from infra.constructs.resources import Resources, pascal
+from loopml.topology import BucketSpec
+
+# Prediction/feedback capture lands under this prefix; it is read by drift evaluation for weeks, then
+# rarely (audits, retraining on history), so it moves to Infrequent Access.
+CAPTURED_PREFIX = "captured/"
+CAPTURED_TO_IA_DAYS = 30
+NONCURRENT_VERSION_DAYS = 90
+ACCESS_LOG_DAYS = 365
+
+
+def _bucket_name(deployment: Deployment, name: str) -> str:
+    """Bucket names are global: the stage name alone would collide across accounts and regions."""
+    return f"{deployment.name(name)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+
+
+class ModelStore(Construct):
+    """Versioned, encrypted, TLS-only, private buckets with access logs and lifecycle rules."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deployment: Deployment,
+        buckets: Sequence[BucketSpec],
+        resources: Resources,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            bucket_name=_bucket_name(deployment, "access-logs"),
+            # Server access logging only delivers to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(ACCESS_LOG_DAYS))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the access-log destination; logging it into itself would loop.",
+        )
+        self.buckets: dict[str, s3.Bucket] = {}
+        for spec in buckets:
+            bucket = s3.Bucket(
+                self,
+                pascal(spec.name),
+                bucket_name=_bucket_name(deployment, spec.name),
+                versioned=True,
+                encryption=s3.BucketEncryption.S3_MANAGED,
+                enforce_ssl=True,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                server_access_logs_bucket=self.access_logs,
+                server_access_logs_prefix=f"{spec.name}/",
+                lifecycle_rules=[
+                    s3.LifecycleRule(
+                        id="captured-to-infrequent-access",
+                        prefix=CAPTURED_PREFIX,
+                        transitions=[
+                            s3.Transition(
+                                storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                                transition_after=Duration.days(CAPTURED_TO_IA_DAYS),
+                            )
+                        ],
+                    ),
+                    s3.LifecycleRule(
+                        id="expire-noncurrent-versions",
+                        noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+                        abort_incomplete_multipart_upload_after=Duration.days(7),
+                    ),
+                ],
+                # Models and captured data outlive the stack: `cdk destroy` must not lose them.
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            self.buckets[spec.name] = bucket
+            resources.buckets[spec.name] = bucket

@@ -1,0 +1,277 @@
+"""The layers as Lambda sees them: built for cp312/manylinux, imported by CPython 3.12 in isolation.
+
+Builds into ``build/layers`` (reused when the stamps match, so only the first run downloads wheels),
+then runs ``python3.12 -I -S`` whose only import roots besides the standard library are the built
+layers, a stand-in for the runtime's boto3, and the function's folder, exactly like ``/opt/python`` and
+``/var/task`` on Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "build" / "layers"
+FUNCTIONS = ROOT / "functions"
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("loopml_layer_build_test", ROOT / "layers" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _builder()
+
+
+# --- the recipe, without building ---------------------------------------------------------------
+
+
+def test_pins_are_the_dev_environment_versions_without_boto3() -> None:
+    pins = dict(p.split("==") for p in build.pinned_requirements("x86_64"))
+    for name in ("scikit-learn", "numpy", "scipy", "joblib", "pydantic", "pydantic-core", "aws-lambda-powertools"):
+        assert pins[name] == metadata.version(name), name
+    assert "aws-xray-sdk" in pins  # the [tracer] extra
+    assert not {"boto3", "botocore", "s3transfer", "pandas"} & set(pins)
+    with_boto3 = dict(p.split("==") for p in build.pinned_requirements("x86_64", with_boto3=True))
+    assert with_boto3["botocore"] == metadata.version("botocore")
+
+
+def test_digest_changes_with_architecture_and_pins() -> None:
+    assert build.deps_plan("x86_64").digest != build.deps_plan("arm64").digest
+    assert build.deps_plan("x86_64").digest == build.deps_plan("x86_64").digest
+
+
+def test_loopml_layer_leaves_dev_only_code_out() -> None:
+    files = {p.relative_to(build.LOOPML_SRC).as_posix() for p in build._loopml_files()}
+    assert "topology.py" in files and "errors.py" in files
+    assert not any(f.startswith(("local/", "bench/")) or f == "cli.py" for f in files)
+    assert not any("__pycache__" in f for f in files)
+
+
+def test_trim_removes_sources_and_tests_but_keeps_modules(tmp_path: Path) -> None:
+    for rel in (
+        "pkg/__init__.py",
+        "pkg/_testing.py",
+        "pkg/tests/test_x.py",
+        "pkg/__pycache__/x.cpython-311.pyc",
+        "pkg/core.pyx",
+        "pkg/core.pxd",
+        "pkg/core.c",
+        "pkg/include/x.h",
+        "pkg/stubs.pyi",
+        "bin/f2py",
+        "pkg.libs/libgfortran.so.5",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    build._trim(tmp_path)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["pkg.libs/libgfortran.so.5", "pkg/__init__.py", "pkg/_testing.py"]
+
+
+# --- the built layers ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def layers() -> dict[str, Path]:
+    """Build (or reuse) the x86_64 layers; the first run downloads wheels once."""
+    subprocess.run([sys.executable, str(ROOT / "layers" / "build.py"), "--arch", "x86_64"], check=True)
+    built = {
+        "loopml": OUT / "loopml" / "python",
+        "deps": OUT / "deps-x86_64" / "python",
+        "runtime": build.build_runtime_stand_in(OUT, "x86_64") / "python",
+    }
+    assert build.is_current(OUT, build.deps_plan("x86_64")) and build.is_current(OUT, build.loopml_plan())
+    return built
+
+
+def test_layer_contents_follow_the_recipe(layers: dict[str, Path]) -> None:
+    deps, loopml = layers["deps"], layers["loopml"]
+    assert not (loopml / "loopml" / "local").exists() and not (loopml / "loopml" / "cli.py").exists()
+    assert (loopml / "loopml" / "__pycache__" / "topology.cpython-312.pyc").is_file()
+    assert not (deps / "boto3").exists() and not (deps / "botocore").exists() and not (deps / "pandas").exists()
+    assert not list(deps.glob("*/tests"))
+    assert not list(deps.rglob("*.pyx")) and not list(deps.rglob("*.pyi"))
+    assert (deps / "sklearn" / "__pycache__").is_dir()
+    assert not [p for p in deps.rglob("*.pyc") if "cpython-312" not in p.name]
+    version = next(deps.glob("scikit_learn-*.dist-info")).name.removesuffix(".dist-info").split("-")[1]
+    assert version == metadata.version("scikit-learn")
+    plain, pyc = build.print_report(deps.parent)
+    assert plain < build.BUDGET_MIB * build.MIB, f"{plain / build.MIB:.1f} MiB without .pyc"
+    assert plain + pyc < build.HARD_LIMIT_MIB * build.MIB
+
+
+RUNNER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    roots = json.loads(sys.argv[1])
+    sys.path[:0] = roots
+    os.chdir(roots[-1])
+    started = time.perf_counter()
+    import app
+    result = {"handler": callable(getattr(app, "handler", None)), "import_s": time.perf_counter() - started}
+    if len(sys.argv) > 2:
+        import joblib, numpy, sklearn
+        model = joblib.load(sys.argv[2])
+        result["proba"] = model.predict_proba(numpy.asarray(json.loads(sys.argv[3]))).tolist()
+        result["sklearn"] = sklearn.__version__
+    result["pandas_loaded"] = "pandas" in sys.modules
+    result["paths"] = [m.__file__ for m in (sys.modules.get("sklearn"), sys.modules.get("boto3")) if m]
+    print(json.dumps(result))
+    """
+)
+
+
+def _run_isolated(python312: str, roots: list[Path], env: dict[str, str], *extra: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [python312, "-I", "-S", "-c", RUNNER, json.dumps([str(r) for r in roots]), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _physical(name: str) -> str:
+    return f"loopml-test-{name}"
+
+
+def _handler_env(moto_url: str, function: str) -> dict[str, str]:
+    """What CDK sets for this function (declared env + resolved refs), pointed at a loopback moto."""
+    from loopml.topology import TOPOLOGY
+
+    spec = TOPOLOGY.function(function)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_url,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "MODEL_VERSION": "champion",
+        "LANG": "C.UTF-8",
+        **spec.environment,
+    }
+    for var, ref in spec.resources.items():
+        name = _physical(ref.name)
+        arn = f"arn:aws:{ {'queue': 'sqs', 'bucket': 's3'}.get(ref.kind, ref.kind) }:us-east-1:123456789012:{name}"
+        env[var] = {"url": f"{moto_url}/123456789012/{name}", "arn": arn}.get(ref.attribute, name)
+    return env
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Any:
+    """A loopback moto server holding the declared buckets, queues and tables, so handlers that touch
+    AWS at import never leave the machine."""
+    import socket
+    import time
+    import urllib.request
+
+    import boto3
+
+    from loopml.topology import TOPOLOGY
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        session = boto3.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        for bucket in TOPOLOGY.buckets:
+            session.client("s3", endpoint_url=url).create_bucket(Bucket=_physical(bucket.name))
+        for queue in TOPOLOGY.queues:
+            session.client("sqs", endpoint_url=url).create_queue(QueueName=_physical(queue.name))
+        for table in TOPOLOGY.tables:
+            session.client("dynamodb", endpoint_url=url).create_table(
+                TableName=_physical(table.name),
+                KeySchema=[{"AttributeName": table.partition_key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": table.partition_key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+
+
+@pytest.mark.skipif(not HANDLERS, reason="no handler under functions/ yet")
+@pytest.mark.parametrize("function", HANDLERS)
+def test_every_handler_imports_from_the_layers_alone(
+    layers: dict[str, Path], moto_url: str, function: str, tmp_path: Path
+) -> None:
+    from loopml.topology import TOPOLOGY
+
+    if function not in {f.name for f in TOPOLOGY.functions}:
+        pytest.skip(f"functions/{function} is not declared in loopml.topology yet, so it is not deployed")
+    python312 = build.find_python312()
+    roots = [layers["deps"], layers["loopml"], layers["runtime"], FUNCTIONS / function]
+    env = _handler_env(moto_url, function) | {"CACHE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
+    result = _run_isolated(python312, roots, env)
+    assert result["handler"] is True
+    assert result["pandas_loaded"] is False
+    assert all(str(OUT) in path for path in result["paths"]), result["paths"]  # nothing from elsewhere
+
+
+def test_a_pickled_pipeline_loads_and_predicts_in_the_layer(layers: dict[str, Path], tmp_path: Path) -> None:
+    """Pickled with the venv's scikit-learn, loaded with the layer's: the pin makes this safe."""
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    rows = [[2.0, 1.0, 0.0], [-2.0, -1.0, 0.0]]
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "app.py").write_text("def handler(event, context):\n    return event\n")
+    python312 = build.find_python312()
+    result = _run_isolated(
+        python312, [layers["deps"], layers["loopml"], task], {"LANG": "C.UTF-8"}, str(path), json.dumps(rows)
+    )
+    expected = model.predict_proba(np.asarray(rows))
+    assert result["sklearn"] == metadata.version("scikit-learn")
+    assert np.allclose(result["proba"], expected, atol=1e-12)
+    assert result["proba"][0][1] > 0.9 and result["proba"][1][0] > 0.9
