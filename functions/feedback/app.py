@@ -15,6 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from loopml.api import register_error_handlers
 from loopml.feedback import wiring
 from loopml.feedback.erasure import erase_subject
@@ -31,7 +32,7 @@ from loopml.observability import logger, metrics, tracer
 
 settings = FeedbackSettings.load()
 parts = wiring.build(settings)
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
@@ -71,7 +72,7 @@ def consume(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
     with processor(event["Records"], record_handler, context):
         processor.process()
-    return batch_response(processor.response(), batch.commit(), len(event["Records"]))
+    return batch_response(processor.response(), batch.commit(), len(event["Records"]), batch.poison)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

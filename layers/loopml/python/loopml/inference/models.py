@@ -18,7 +18,7 @@ class InferenceSettings(FunctionSettings, frozen=True):
     model_version: str = "champion"
     cache_dir: str = "/tmp/loopml-cache"  # noqa: S108 - Lambda's only writable folder
     aws_lambda_function_version: str = "$LATEST"
-    subject_key: str | None = None  # see loopml.feedback.wiring: HMAC key for subject ids
+    subject_key: str | None = None  # see loopml.feedback.keys: HMAC key for subject ids
     subject_key_parameter: str | None = None
     loopml_local_runtime: bool = False
 

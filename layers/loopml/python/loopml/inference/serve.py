@@ -26,7 +26,7 @@ def score(
     are opt-out markers (prediction id and subject only) instead of captures."""
     started = time.perf_counter()
     rows = request.rows
-    predictions = serving.predictor.predict(rows, explain=explain)
+    predictions = serving.predictor.predict(rows, explain=explain, **request.locations)
     meta = serving.metadata
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     moment = datetime.now(UTC)
