@@ -75,3 +75,16 @@ def test_registry_outage_after_load_keeps_serving_degraded(store, trained, tmp_p
     service.load()
     serving = service.current()
     assert serving.degraded and "TransientError" in (serving.reason or "")
+
+
+def test_a_cached_copy_from_another_registry_is_not_served(store, trained, tmp_path, loan_columns, loan_schema):
+    from loopml.training import TrainingParams, train
+
+    _register(store, trained, champion=1)
+    _service(store, tmp_path).current()  # caches this registry's v1
+    other_store = MemoryStore()
+    other = train(loan_columns, loan_schema, TrainingParams(regularization_c=0.01))
+    other_meta = _register(other_store, other, champion=1)
+    serving = _service(other_store, tmp_path).current()
+    assert not serving.degraded
+    assert serving.metadata.artifact_sha256 == other_meta.artifact_sha256

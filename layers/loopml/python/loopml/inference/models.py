@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
@@ -16,7 +18,8 @@ class InferenceSettings(FunctionSettings, frozen=True):
     capture_queue_url: str
     model_name: str = "default"
     model_version: str = "champion"
-    cache_dir: str = "/tmp/loopml-cache"  # noqa: S108 - Lambda's only writable folder
+    # /tmp on Lambda; the local stack gives each worker its own temp folder, as Lambda does
+    cache_dir: str = Field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "loopml-cache"))
     aws_lambda_function_version: str = "$LATEST"
     subject_key: str | None = None  # see loopml.feedback.keys: HMAC key for subject ids
     subject_key_parameter: str | None = None

@@ -83,10 +83,12 @@ class ModelService:
 
     def _load_requested(self) -> Predictor:
         version = self._registry.resolve(self.model, self.version_ref)
+        meta = self._registry.metadata(self.model, version)
         cached = self._from_cache(version)
-        if cached is not None:
-            return cached
-        bundle, meta, data = self._registry.load_bundle(self.model, version)
+        if cached is not None and cached.metadata.artifact_sha256 == meta.artifact_sha256:
+            return cached  # the registry vouches for the cached bytes: skip the artifact download
+        data = self._registry.artifact(meta)
+        bundle = verify_and_load(data, meta.artifact_sha256, meta.artifact_key)
         self._write_cache(meta, data)
         return Predictor(bundle, meta)
 
