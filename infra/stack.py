@@ -19,6 +19,7 @@ from infra.constructs.model_store import ModelStore
 from infra.constructs.nag import acknowledge_grant_wildcards
 from infra.constructs.observability import Observability
 from infra.constructs.resources import Resources, pascal
+from infra.constructs.secrets import Secrets
 from infra.constructs.workflows import Workflows
 from loopml.topology import TOPOLOGY, FunctionSpec, Topology
 
@@ -78,6 +79,7 @@ class LoopmlStack(Stack):
             resources=resources,
             observability=self.observability,
         )
+        self.secrets = Secrets(self, "Secrets", deployment=deployment, secrets=topology.secrets, resources=resources)
         self.layers = list(layers) if layers is not None else Layers(self, "Layers", deployment=deployment).all
         self.api = LoopmlApi(self, "Api", deployment=deployment)
         self.functions: dict[str, LoopmlFunction] = {}

@@ -21,9 +21,7 @@ from loopml.observability import logger, metrics, tracer
 settings = InferenceSettings.load()
 service = wiring.model_service(settings)
 capture = wiring.capture_buffer(settings)
-hash_subject = subject_hasher(
-    settings.model_bucket, settings.subject_key, settings.subject_key_parameter, settings.loopml_local_runtime
-)
+hash_subject = subject_hasher(settings.subject_key, settings.subject_key_secret_arn)
 wiring.warm_up(service)
 
 app = APIGatewayRestResolver(enable_validation=True)

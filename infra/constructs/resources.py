@@ -16,6 +16,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -78,6 +79,7 @@ class Resources:
     queue_specs: dict[str, QueueSpec] = field(default_factory=dict)
     tables: dict[str, dynamodb.ITable] = field(default_factory=dict)
     state_machines: dict[str, sfn.IStateMachine] = field(default_factory=dict)
+    secrets: dict[str, secretsmanager.ISecret] = field(default_factory=dict)
     functions: dict[str, FunctionHandle] = field(default_factory=dict)
     declared_functions: dict[str, str] = field(default_factory=dict)  # name -> alias
     declared_state_machines: frozenset[str] = frozenset()
@@ -93,6 +95,9 @@ class Resources:
 
     def table(self, name: str) -> dynamodb.ITable:
         return self._get(self.tables, "table", name)
+
+    def secret(self, name: str) -> secretsmanager.ISecret:
+        return self._get(self.secrets, "secret", name)
 
     def state_machine(self, name: str) -> sfn.IStateMachine:
         """Built state machines, or (for functions built before them) one imported by its fixed name."""
@@ -147,6 +152,8 @@ class Resources:
             ("queue", "arn"): lambda: self.queue(ref.name).queue_arn,
             ("table", "name"): lambda: self.table(ref.name).table_name,
             ("table", "arn"): lambda: self.table(ref.name).table_arn,
+            ("secret", "name"): lambda: self.secret(ref.name).secret_name,
+            ("secret", "arn"): lambda: self.secret(ref.name).secret_arn,
             ("state_machine", "name"): lambda: self.deployment.name(ref.name),
             ("state_machine", "arn"): lambda: self.state_machine(ref.name).state_machine_arn,
             ("function", "name"): lambda: self.function(ref.name).function.function_name,
@@ -171,6 +178,7 @@ class Resources:
             ("table", "read"): lambda: self.table(grant.name).grant_read_data(grantee),
             ("table", "write"): lambda: self.table(grant.name).grant_write_data(grantee),
             ("table", "read_write"): lambda: self.table(grant.name).grant_read_write_data(grantee),
+            ("secret", "read"): lambda: self.secret(grant.name).grant_read(grantee),
             ("state_machine", "start"): lambda: self.state_machine(grant.name).grant_start_execution(grantee),
             ("state_machine", "read"): lambda: self._grant_state_machine_read(grant.name, grantee),
             ("function", "invoke"): lambda: self.function(grant.name).grant_invoke(grantee),

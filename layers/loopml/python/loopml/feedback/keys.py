@@ -1,64 +1,38 @@
 """The HMAC key for subject ids, shared by ``/predict`` and the feedback function.
 
-Resolved on first use, in order:
-
-1. ``SUBJECT_KEY``: the key itself (tests, explicit overrides);
-2. on the local stack (``LOOPML_LOCAL_RUNTIME``): ``local/subject-key`` in the models bucket, generated
-   on first use with a conditional write (so inference and feedback agree on it) and kept across
-   restarts by the stack's S3 snapshots;
-3. in the cloud: the SSM SecureString named by ``SUBJECT_KEY_PARAMETER``, default
-   ``/<models bucket>/subject-key`` (create it once with ``aws ssm put-parameter --type SecureString``).
+Resolved on first use (a request carrying a ``subject_id``), so cold starts never pay for it:
+``SUBJECT_KEY`` (the key itself: tests, explicit overrides) or else the Secrets Manager secret named by
+``SUBJECT_KEY_SECRET_ARN``, which the topology declares: CDK generates it in the cloud, and the local
+stack creates it in moto from a key kept in its state folder, so hashes stay stable across restarts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loopml.adapters.aws import client, error_code, translate
-from loopml.adapters.s3 import S3ObjectStore
-from loopml.errors import ConfigurationError, NotFound, VersionConflict
+from loopml.errors import ConfigurationError
 from loopml.feedback.privacy import LazyHasher
 
-LOCAL_KEY = "local/subject-key"
+
+def subject_hasher(subject_key: str | None, secret_arn: str | None) -> Callable[[str], str]:
+    return LazyHasher(subject_key_loader(subject_key, secret_arn))
 
 
-def subject_hasher(
-    model_bucket: str, subject_key: str | None, parameter: str | None, local: bool
-) -> Callable[[str], str]:
-    return LazyHasher(subject_key_loader(model_bucket, subject_key, parameter, local))
-
-
-def subject_key_loader(
-    model_bucket: str, subject_key: str | None, parameter: str | None, local: bool
-) -> Callable[[], bytes]:
+def subject_key_loader(subject_key: str | None, secret_arn: str | None) -> Callable[[], bytes]:
     def load() -> bytes:
         if subject_key:
             return subject_key.encode()
-        if local:
-            return _local_key(S3ObjectStore(client("s3"), model_bucket))
-        name = parameter or f"/{model_bucket}/subject-key"
+        if not secret_arn:
+            raise ConfigurationError("SUBJECT_KEY_SECRET_ARN is not set: subject ids cannot be hashed")
         try:
-            value: str = client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            value: str = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
         except (ClientError, BotoCoreError) as exc:
-            if error_code(exc) == "ParameterNotFound":
-                raise ConfigurationError(
-                    f"SSM parameter {name} does not exist; create it as a SecureString of 32+ random bytes"
-                ) from None
-            raise translate(exc, f"ssm {name}") from exc
+            if error_code(exc) == "ResourceNotFoundException":
+                raise ConfigurationError(f"secret {secret_arn} does not exist") from None
+            raise translate(exc, f"secret {secret_arn}") from exc
         return value.encode()
 
     return load
-
-
-def _local_key(store: S3ObjectStore) -> bytes:
-    try:
-        return store.get(LOCAL_KEY)
-    except NotFound:
-        pass
-    with contextlib.suppress(VersionConflict):  # the other function created it first: use theirs
-        store.put(LOCAL_KEY, secrets.token_hex(32).encode(), if_none_match=True)
-    return store.get(LOCAL_KEY)

@@ -31,8 +31,7 @@ class FeedbackSettings(FunctionSettings, frozen=True):
     index_ttl_days: int = Field(400, ge=1)  # labels are accepted this long after a prediction
     review_ttl_days: int = Field(30, ge=1)
     subject_key: str | None = None  # the HMAC key itself: tests and local overrides only
-    subject_key_parameter: str | None = None  # SSM SecureString name; default /<bucket>/subject-key
-    loopml_local_runtime: bool = False
+    subject_key_secret_arn: str | None = None  # Secrets Manager secret holding the HMAC key
     aws_lambda_function_version: str = "$LATEST"
 
 

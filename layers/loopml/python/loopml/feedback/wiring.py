@@ -98,10 +98,5 @@ def build(settings: FeedbackSettings, clients: Callable[[str], Any] = client) ->
         ),
         catalog.sensitive,
     )
-    hasher = subject_hasher(
-        settings.model_bucket,
-        settings.subject_key,
-        settings.subject_key_parameter,
-        settings.loopml_local_runtime,
-    )
+    hasher = subject_hasher(settings.subject_key, settings.subject_key_secret_arn)
     return Collaborators(store, index, subjects, review, catalog, service, consumer, hasher)

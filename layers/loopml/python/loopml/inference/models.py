@@ -22,8 +22,7 @@ class InferenceSettings(FunctionSettings, frozen=True):
     cache_dir: str = Field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "loopml-cache"))
     aws_lambda_function_version: str = "$LATEST"
     subject_key: str | None = None  # see loopml.feedback.keys: HMAC key for subject ids
-    subject_key_parameter: str | None = None
-    loopml_local_runtime: bool = False
+    subject_key_secret_arn: str | None = None  # Secrets Manager secret holding the HMAC key
 
 
 class PredictRequest(BaseModel, extra="forbid"):

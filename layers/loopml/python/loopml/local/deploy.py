@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from loopml.adapters.aws import error_code
 from loopml.errors import ConfigurationError
 from loopml.local.runtime import CodeStore
 from loopml.topology import FunctionSpec, Ref, Topology, dlq_name, physical_name
@@ -98,6 +100,7 @@ class Deployment:
     buckets: dict[str, str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     state_machines: dict[str, str] = field(default_factory=dict)  # declared name -> ARN
+    secret_arns: dict[str, str] = field(default_factory=dict)
     layer_arn: str = ""
     role_arn: str = ""
 
@@ -117,6 +120,7 @@ class Deployer:
         region: str,
         aws_endpoint: str,
         log: Callable[[str], None] = lambda message: None,
+        secrets_dir: Path | None = None,
     ) -> None:
         self._client = client
         self.code_store = code_store
@@ -128,6 +132,7 @@ class Deployer:
         self.region = region
         self.aws_endpoint = aws_endpoint
         self._log = log
+        self.secrets_dir = secrets_dir or code_store.root.parent / "secrets"
         self.deployment = Deployment(stage=stage, region=region)
         self._env_overrides: dict[str, dict[str, str]] = {}
 
@@ -143,6 +148,8 @@ class Deployer:
             self._queue(queue.name, queue.visibility_timeout_s, queue.max_receive_count, queue.retention_days)
         for table in self.topology.tables:
             self._table(table.name, table.partition_key, table.ttl_attribute)
+        for secret in self.topology.secrets:
+            self._secret(secret.name)
         for machine in self.topology.state_machines:  # ARNs are known before functions need them
             self.deployment.state_machines[machine.name] = self._state_machine_arn(machine.name)
         for spec in self.topology.functions:
@@ -197,6 +204,24 @@ class Deployer:
         self.deployment.queue_urls.update({logical: url, dlq_logical: dlq_url})
         self.deployment.queue_arns.update({logical: arn, dlq_logical: dlq_arn})
         self._log(f"queue {self.name(logical)} (DLQ {self.name(dlq_logical)}, maxReceiveCount {max_receive})")
+
+    def _secret(self, logical: str) -> None:
+        """The value lives in the state folder (moto forgets everything), so keyed hashes survive restarts."""
+        path = self.secrets_dir / logical
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        sm = self._client("secretsmanager")
+        name = self.name(logical)
+        try:
+            arn = sm.describe_secret(SecretId=name)["ARN"]
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            arn = sm.create_secret(Name=name, SecretString=path.read_text())["ARN"]
+        self.deployment.secret_arns[logical] = arn
+        self._log(f"secret {name}")
 
     def _table(self, logical: str, key: str, ttl_attribute: str | None) -> None:
         dynamodb = self._client("dynamodb")
@@ -282,6 +307,8 @@ class Deployer:
                 return {"name": physical, "arn": arn}[ref.attribute]
             if ref.kind == "state_machine":
                 return {"name": physical, "arn": self._state_machine_arn(ref.name)}[ref.attribute]
+            if ref.kind == "secret":
+                return {"name": physical, "arn": d.secret_arns[ref.name]}[ref.attribute]
             if ref.kind == "function":
                 alias = self.topology.function(ref.name).alias
                 arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{physical}:{alias}"

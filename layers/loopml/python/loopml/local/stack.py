@@ -69,7 +69,7 @@ def free_port() -> int:
 
 def reset(state_dir: Path) -> None:
     """Forgets everything the local stack saved (S3 objects, queued messages, code, logs)."""
-    for name in ("s3", "sqs", "code", "tmp", "moto.log"):
+    for name in ("s3", "sqs", "code", "tmp", "secrets", "moto.log"):
         target = Path(state_dir) / name
         if target.is_dir():
             shutil.rmtree(target)
