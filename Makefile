@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(BIN)/loopml local up
 
+demo: $(STAMP)
+	$(BIN)/loopml demo
+
 reset: $(STAMP)
 	$(BIN)/loopml local reset
 

@@ -90,8 +90,26 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     reset.set_defaults(run=_local_reset)
 
+    retrain = sub.add_parser(
+        "retrain", help="start the retraining workflow (canary rollout) on the running local stack"
+    )
+    retrain.add_argument("--model", default=DEFAULT_MODEL, help="model to retrain (default: %(default)s)")
+    retrain.add_argument("--reason", default="manual retraining (loopml retrain)", help="recorded in the history")
+    retrain.add_argument("--data-uri", help="base training data (s3://<models bucket>/...); default: the champion's")
+    retrain.add_argument("--approval", action="store_true", help="wait for POST /approvals/{token} before deploying")
+    retrain.add_argument("--canary-percent", type=float, help="share of traffic for the canary (default 10)")
+    retrain.add_argument("--bake-minutes", type=float, help="how long the canary serves before the check (default 5)")
+    retrain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
+    retrain.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    retrain.add_argument("--wait", action="store_true", help="wait for the execution to end and print its outcome")
+    retrain.set_defaults(run=_retrain)
+
+    demo = sub.add_parser("demo", help="the whole lifecycle on a fresh local stack, two rounds, with a report")
+    demo.add_argument("--state-dir", type=Path, default=None, help="default: a new temporary folder")
+    demo.set_defaults(run=_demo)
+
     bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
-    bench.add_argument("what", choices=["inference", "drift", "all"])
+    bench.add_argument("what", choices=["inference", "feedback", "drift", "all"])
     bench.add_argument("--evidently-python", default=None, help="python of a venv with evidently (drift baseline)")
     bench.set_defaults(run=_bench)
     return parser
@@ -168,17 +186,23 @@ def _store(bucket: str | None, local_port: int | None) -> Any:
     from loopml.topology import physical_name
 
     if local_port is not None:
-        endpoint = f"http://127.0.0.1:{local_port}"
-        _require_listening(endpoint)
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
-        )
-        return S3ObjectStore(client, physical_name(LOCAL_STAGE, "models"))
+        return S3ObjectStore(_local_client("s3", local_port), physical_name(LOCAL_STAGE, "models"))
     return S3ObjectStore(boto3.client("s3"), str(bucket))
+
+
+def _local_client(service: str, port: int) -> Any:
+    """A boto3 client for the running local stack (refuses clearly when nothing listens there)."""
+    import boto3
+
+    endpoint = f"http://127.0.0.1:{port}"
+    _require_listening(endpoint)
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+    )
 
 
 def _require_listening(endpoint: str) -> None:
@@ -236,12 +260,60 @@ def _local_up(args: argparse.Namespace) -> int:
     )
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from loopml.local.deploy import ACCOUNT_ID
+    from loopml.retrain.models import RetrainInput
+    from loopml.retrain.trigger import start_retraining
+    from loopml.topology import physical_name
+
+    values: dict[str, Any] = {"model": args.model, "reason": args.reason, "approval": args.approval}
+    optional = {"data_uri": args.data_uri, "canary_percent": args.canary_percent, "bake_minutes": args.bake_minutes}
+    values.update({k: v for k, v in optional.items() if v is not None})
+    params: dict[str, Any] = {}
+    for pair in args.param:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    if params:
+        values["params"] = params
+    request = RetrainInput.parse(values)
+    sfn = _local_client("stepfunctions", args.aws_port)
+    machine = f"arn:aws:states:us-east-1:{ACCOUNT_ID}:stateMachine:{physical_name(LOCAL_STAGE, 'retrain')}"
+    arn = start_retraining(sfn, machine, request, datetime.now(UTC))
+    print(f"started {arn}")
+    if not args.wait:
+        return 0
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        time.sleep(1)
+    if described["status"] == "SUCCEEDED":
+        print(f"succeeded: {described.get('output')}")
+        return 0
+    print(f"{described['status'].lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
+    return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from loopml.local.demo import run
+
+    return run(args.state_dir)
+
+
 def _bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.what in ("inference", "all"):
         from loopml.bench import inference
 
         inference.run()
+    if args.what in ("feedback", "all"):
+        from loopml.bench import feedback
+
+        feedback.run()
     if args.what in ("drift", "all"):
         from loopml.bench import drift
 

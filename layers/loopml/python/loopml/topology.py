@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function"]
+ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
 Access = Literal["read", "write", "read_write", "send", "consume", "start", "update_function", "invoke"]
 Auth = Literal["none", "api_key", "iam"]
@@ -68,6 +68,12 @@ class TableSpec(BaseModel, frozen=True):
     ttl_attribute: str | None = "expiration"
 
 
+class SecretSpec(BaseModel, frozen=True):
+    """A generated secret (e.g. the HMAC key for subject ids): Secrets Manager in the cloud and in moto."""
+
+    name: str
+
+
 class FunctionSpec(BaseModel, frozen=True):
     name: str
     description: str
@@ -93,6 +99,7 @@ class Topology(BaseModel, frozen=True):
     buckets: tuple[BucketSpec, ...]
     queues: tuple[QueueSpec, ...]
     tables: tuple[TableSpec, ...] = ()
+    secrets: tuple[SecretSpec, ...] = ()
     functions: tuple[FunctionSpec, ...]
     state_machines: tuple[StateMachineSpec, ...] = ()
 
@@ -131,6 +138,7 @@ TOPOLOGY = Topology(
         TableSpec(name="review"),  # the human review list
         TableSpec(name="subjects", ttl_attribute=None),  # opt-outs, erasures, objects per subject
     ),
+    secrets=(SecretSpec(name="subject-key"),),  # HMAC key: subject ids are stored only as keyed hashes
     functions=(
         FunctionSpec(
             name="inference",
@@ -141,10 +149,12 @@ TOPOLOGY = Topology(
             resources={
                 "MODEL_BUCKET": Ref(kind="bucket", name="models"),
                 "CAPTURE_QUEUE_URL": Ref(kind="queue", name="capture", attribute="url"),
+                "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
             },
             grants=(
                 Grant(kind="bucket", name="models", access="read"),
                 Grant(kind="queue", name="capture", access="send"),
+                Grant(kind="secret", name="subject-key", access="read"),
             ),
             routes=(
                 Route(method="POST", path="/predict"),
@@ -166,6 +176,7 @@ TOPOLOGY = Topology(
                 "PREDICTION_INDEX_TABLE": Ref(kind="table", name="prediction-index"),
                 "REVIEW_TABLE": Ref(kind="table", name="review"),
                 "SUBJECTS_TABLE": Ref(kind="table", name="subjects"),
+                "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
             },
             grants=(
                 Grant(kind="bucket", name="models", access="read_write"),
@@ -175,6 +186,7 @@ TOPOLOGY = Topology(
                 Grant(kind="table", name="prediction-index", access="read_write"),
                 Grant(kind="table", name="review", access="read_write"),
                 Grant(kind="table", name="subjects", access="read_write"),
+                Grant(kind="secret", name="subject-key", access="read"),
             ),
             routes=(
                 Route(method="POST", path="/feedback"),
@@ -204,6 +216,27 @@ TOPOLOGY = Topology(
                 Grant(kind="state_machine", name="retrain", access="start"),
             ),
             routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
+        ),
+        FunctionSpec(
+            name="drift",
+            description="Drift, performance, quality and bias evaluation, reports, and the guarded retraining trigger.",
+            memory_mb=2048,
+            timeout_s=300,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "drift", "MODEL_NAME": "default"},
+            resources={
+                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
+            },
+            grants=(
+                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="state_machine", name="retrain", access="start"),
+                Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
+            ),
+            routes=(
+                Route(method="POST", path="/drift/evaluate"),
+                Route(method="GET", path="/drift/latest"),
+            ),
+            schedules=(Schedule(name="hourly", rate_minutes=60),),
         ),
     ),
     state_machines=(

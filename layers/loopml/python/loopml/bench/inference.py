@@ -78,7 +78,7 @@ def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
     from loopml.schema import infer_schema
     from loopml.training import TrainingParams, train_and_register
 
-    creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+    creds: dict[str, Any] = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
     s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
     s3.create_bucket(Bucket=BUCKET)
     queue = boto3.client("sqs", endpoint_url=endpoint, **creds).create_queue(QueueName="bench-capture")["QueueUrl"]
@@ -146,10 +146,17 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
             ("single", single, matrix, WARM_CALLS),
             (f"batch{BATCH_ROWS}", batch, batch_matrix, WARM_CALLS // 10),
         ):
-            _time(lambda e=event: module.handler(e, ctx), 100, run_post_invoke)  # warm up
-            _time(lambda m=rows_matrix: pipeline.predict_proba(m), 100)
-            ours = _time(lambda e=event: module.handler(e, ctx), calls, run_post_invoke)
-            bare = _time(lambda m=rows_matrix: pipeline.predict_proba(m), calls)
+
+            def ours_call(e: dict[str, Any] = event) -> Any:
+                return module.handler(e, ctx)
+
+            def bare_call(m: Any = rows_matrix) -> Any:
+                return pipeline.predict_proba(m)
+
+            _time(ours_call, 100, run_post_invoke)  # warm up
+            _time(bare_call, 100)
+            ours = _time(ours_call, calls, run_post_invoke)
+            bare = _time(bare_call, calls)
             sink.seek(0)
             sink.truncate()
             results[label] = {"handler_us": _percentiles(ours), "bare_us": _percentiles(bare)}

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Tag, ValidationError
 
@@ -271,6 +271,7 @@ class CaptureBatch:
         threshold, rate = c.config.review_confidence_threshold, c.config.review_sample_rate
         items = []
         for r in records:
+            reason: Literal["low_confidence", "sample"]
             if r.confidence < threshold:
                 reason = "low_confidence"
             elif sampled(r.prediction_id, rate):

@@ -1,0 +1,39 @@
+"""Retraining steps for the ``retrain`` state machine, and ``POST /approvals/{token}`` (IAM) for humans.
+
+Step Functions invokes this function with ``{"step": ..., "state": ...}``; API Gateway with a proxy
+event. Both are parsed, handed to ``RetrainWorkflow``, and the result returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loopml.api import register_error_handlers
+from loopml.observability import logger, metrics, tracer
+from loopml.retrain import wiring
+from loopml.retrain.models import ApprovalDecision, RetrainSettings, StepRequest
+
+settings = RetrainSettings.load()
+workflow = wiring.workflow(settings)
+
+app = APIGatewayRestResolver(enable_validation=True)
+register_error_handlers(app)
+
+
+@app.post("/approvals/<token>")
+def decide(token: str, body: ApprovalDecision) -> dict[str, Any]:
+    identity = app.current_event.request_context.identity
+    actor = identity.user_arn or identity.caller or identity.source_ip or "unknown"
+    return workflow.approvals.decide(token, body, actor).model_dump(mode="json")
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "httpMethod" in event:
+        return app.resolve(event, context)
+    return workflow.run_step(StepRequest.model_validate(event))

@@ -1,0 +1,285 @@
+"""The retrain state machine, executed by moto's interpreter against the local stack's functions."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from loopml import datasets
+from tests.e2e.retrain.conftest import MODEL, Harness, run_name
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"bake_minutes": 0.05, "canary_percent": 50}
+
+
+def _predict(harness: Harness, rows: list[dict[str, Any]]) -> list[int]:
+    versions = []
+    for row in rows:
+        status, body = _post(harness, "/predict", {"instance": row})
+        assert status == 200, body
+        versions.append(body["model_version"])
+    return versions
+
+
+def test_happy_path_promotes_a_better_challenger(harness: Harness) -> None:
+    before = harness.champion()
+    champion_lambda, _ = harness.alias()
+    shifted = datasets.loan_default(2500, seed=5, concept_shift=1.0)
+    uri = harness.upload("shifted", shifted)
+    captured = harness.capture_labelled(datasets.loan_default(300, seed=6, concept_shift=1.0), before)
+    name = run_name("happy")
+    payload = {"model": MODEL, "reason": "concept drift", "data_uri": uri, "bake_minutes": 0.15, "canary_percent": 50}
+
+    arn = harness.start(name, payload)
+    _wait_for_canary(harness)
+    # Real traffic during the bake: both versions answer, their EMF metrics reach CloudWatch.
+    served = _predict(harness, datasets.rows(datasets.loan_default(40, seed=8, concept_shift=1.0)))
+    result = harness.wait(arn)
+
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["outcome"] == "promoted"
+    after = harness.champion()
+    assert after == output["version"] > before
+    assert set(served) == {before, after}
+    primary, weights = harness.alias()
+    assert weights == {}
+    assert primary != champion_lambda
+    assert harness.model_version_of(primary) == str(after)
+    assert set(_predict(harness, datasets.rows(datasets.loan_default(5, seed=9)))) == {after}
+    actions = [e.action for e in harness.history(name)]
+    assert actions[0] == "canary_started" and actions[-1] == "promoted"
+    lineage = harness.registry.metadata(MODEL, after).training_data
+    assert lineage.uri.endswith(f"/retrain/{name}/train.csv")
+    assert lineage.sha256 == harness.sha_of(lineage.uri)
+    started = next(e for e in harness.history(name) if e.action == "canary_started")
+    assert started.details["evaluation"]["passed"] is True
+    assert started.details["dataset"]["feedback_rows"] == captured == 300
+    verdict = next(e for e in harness.history(name) if e.action == "promoted").details["verdict"]
+    assert verdict["canary"]["predictions"] > 0 and verdict["champion"]["predictions"] > 0, verdict
+    assert verdict["canary"]["invocations"] > 0 and verdict["canary"]["errors"] == 0, verdict
+
+
+def test_worse_challenger_is_gated_out(harness: Harness) -> None:
+    before, alias_before = harness.champion(), harness.alias()
+    weak = {"model_type": "random_forest", "n_estimators": 1, "max_depth": 1}
+    name = run_name("worse")
+
+    result = harness.run(name, {"model": MODEL, "reason": "weak params", "params": weak, **FAST})
+
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["outcome"] == "rejected"
+    assert "roc_auc regressed" in output["reason"]
+    assert harness.champion() == before
+    assert harness.alias() == alias_before
+    (event,) = harness.history(name)
+    assert event.action == "rejected" and event.version is None
+    assert event.details["evaluation"]["challenger"]["roc_auc"] < event.details["evaluation"]["champion"]["roc_auc"]
+
+
+def _wait_for_canary(harness: Harness, timeout_s: float = 90.0) -> tuple[str, dict[str, float]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        primary, weights = harness.alias()
+        if weights:
+            return primary, weights
+        time.sleep(0.2)
+    raise AssertionError("the canary was never deployed")
+
+
+def test_unhealthy_canary_is_rolled_back(harness: Harness) -> None:
+    """A canary whose model artifact was tampered with serves degraded answers: rolled back."""
+    before = harness.champion()
+    name = run_name("canary-fails")
+    payload = {"model": MODEL, "reason": "canary drill", "bake_minutes": 0.15, "canary_percent": 50}
+    arn = harness.start(name, payload)
+    champion_lambda, weights = _wait_for_canary(harness)
+    (canary_lambda,) = weights
+    canary_version = int(str(harness.model_version_of(canary_lambda)))
+    assert weights[canary_lambda] == pytest.approx(0.5)
+    artifact = f"models/{MODEL}/v{canary_version}/model.joblib"
+    harness.store.put(artifact, harness.store.get(artifact)[:-100] + b"tampered" * 12)
+
+    served = _predict(harness, datasets.rows(datasets.loan_default(30, seed=8)))
+    result = harness.wait(arn)
+
+    assert canary_version not in served  # the canary fell back to its last verified copy: degraded answers
+    assert result["status"] == "FAILED", result
+    assert result["error"] == "CanaryRolledBack"
+    assert harness.alias() == (champion_lambda, {})
+    assert harness.champion() == before
+    events = {e.action: e for e in harness.history(name)}
+    assert {"canary_started", "rolled_back", "rejected"} <= set(events)
+    # Its degraded answers are counted under the fallback's model version, so what gives it away is
+    # that the canary's Lambda version answered almost no predictions of its own.
+    assert "answer rate 0.00" in events["rolled_back"].reason, events["rolled_back"].reason
+    assert events["rejected"].version == canary_version
+
+
+def test_canary_alarm_rolls_back(harness: Harness) -> None:
+    """A canary alarm in ALARM (evaluated locally from the canary's metrics) is enough to roll back."""
+    before = harness.champion()
+    name = run_name("canary-alarm")
+    arn = harness.start(name, {"model": MODEL, "reason": "alarm drill", "bake_minutes": 0.1, "canary_percent": 10})
+    champion_lambda, weights = _wait_for_canary(harness)
+    (canary_lambda,) = weights
+    canary_version = str(harness.model_version_of(canary_lambda))
+    dimensions = [
+        {"Name": "model", "Value": MODEL},
+        {"Name": "model_version", "Value": canary_version},
+        {"Name": "service", "Value": "inference"},
+    ]
+    # What the canary's EMF lines would say if its model failed to load and it served a fallback.
+    harness.stack.client("cloudwatch").put_metric_data(
+        Namespace="loopml",
+        MetricData=[{"MetricName": "Degraded", "Dimensions": dimensions, "Value": 3.0, "Unit": "Count"}],
+    )
+
+    result = harness.wait(arn)
+
+    assert result["status"] == "FAILED" and result["error"] == "CanaryRolledBack", result
+    assert harness.alias() == (champion_lambda, {})
+    assert harness.champion() == before
+    rolled_back = next(e for e in harness.history(name) if e.action == "rolled_back")
+    assert f"alarm {harness.inference}-canary-{MODEL}-v{canary_version}-degraded is in ALARM" in rolled_back.reason
+    alarms = harness.stack.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{harness.inference}-canary-")
+    assert alarms["MetricAlarms"] == []  # the canary's alarms go with it
+
+
+def _post(harness: Harness, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        harness.stack.api_url + path,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def _approval_id(harness: Harness, run_id: str, timeout_s: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    key = f"retrain/{MODEL}/{run_id}/approval.json"
+    while time.monotonic() < deadline:
+        if key in harness.store.list_keys(key):
+            return harness.store.get(key).decode()
+        time.sleep(0.3)
+    raise AssertionError("no approval was requested")
+
+
+def test_rejected_approval_deploys_nothing(harness: Harness) -> None:
+    before, alias_before = harness.champion(), harness.alias()
+    name = run_name("approval-rejected")
+    arn = harness.start(name, {"model": MODEL, "reason": "needs a human", "approval": True, **FAST})
+    approval = _approval_id(harness, name)
+
+    status, body = _post(harness, f"/approvals/{approval}", {"decision": "reject", "reason": "not this week"})
+    assert status == 200, body
+    assert body["decision"] == "reject"
+    result = harness.wait(arn)
+
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["outcome"] == "rejected"
+    assert "not this week" in output["reason"]
+    assert harness.champion() == before and harness.alias() == alias_before
+    status, body = _post(harness, f"/approvals/{approval}", {"decision": "approve"})
+    assert status == 409, body
+    status, body = _post(harness, "/approvals/not-an-id", {"decision": "approve"})
+    assert status == 422, body
+
+
+def test_approved_challenger_is_rolled_out(harness: Harness) -> None:
+    before = harness.champion()
+    name = run_name("approval-granted")
+    arn = harness.start(name, {"model": MODEL, "reason": "approved rollout", "approval": True, **FAST})
+    approval = _approval_id(harness, name)
+
+    status, body = _post(harness, f"/approvals/{approval}", {"decision": "approve", "reason": "looks good"})
+    assert status == 200, body
+    result = harness.wait(arn)
+
+    assert result["status"] == "SUCCEEDED", result
+    assert json.loads(result["output"])["outcome"] == "promoted"
+    assert harness.champion() > before
+    started = next(e for e in harness.history(name) if e.action == "canary_started")
+    assert started.details["approval"]["decision"] == "approve"
+
+
+def test_approval_timeout_rejects(harness: Harness) -> None:
+    before = harness.champion()
+    name = run_name("approval-timeout")
+    payload = {"model": MODEL, "reason": "nobody answers", "approval": True, "approval_timeout_minutes": 0.05}
+
+    result = harness.run(name, {**payload, **FAST})
+
+    assert result["status"] == "SUCCEEDED", result
+    output = json.loads(result["output"])
+    assert output["outcome"] == "rejected" and "no approval within" in output["reason"]
+    assert harness.champion() == before
+
+
+def test_transient_error_is_retried_and_failures_clean_up(harness: Harness) -> None:
+    """train fails once with TransientError (retried); check fails for good: cleanup restores live."""
+    before, alias_before = harness.champion(), harness.alias()
+    harness.stack.redeploy("retrain", {"FAULT_INJECTION": "train:TransientError:1,check:IntegrityError:1"})
+    try:
+        name = run_name("faults")
+        result = harness.run(name, {"model": MODEL, "reason": "fault drill", **FAST})
+    finally:
+        harness.stack.redeploy("retrain", {"FAULT_INJECTION": ""})
+
+    assert result["status"] == "FAILED", result
+    assert result["error"] == "RetrainingFailed"
+    faults = harness.store.list_keys(f"retrain/{MODEL}/{name}/faults/")
+    assert [k.rsplit("/", 1)[1] for k in faults] == ["check-0", "train-0"]
+    assert harness.alias() == alias_before
+    assert harness.champion() == before
+    events = {e.action: e for e in harness.history(name)}
+    assert events["failed"].reason.startswith("IntegrityError: injected IntegrityError in step check")
+    assert "canary_started" in events
+    assert harness.store.list_keys(f"retrain/locks/{MODEL}.json") == []
+
+
+def test_concurrent_triggers_run_once(harness: Harness) -> None:
+    from loopml.retrain.errors import RetrainingInProgress
+    from loopml.retrain.models import RetrainInput
+    from loopml.retrain.trigger import start_retraining
+
+    versions_before = harness.registry.versions(MODEL)
+    first = harness.start(run_name("concurrent-a"), {"model": MODEL, "reason": "trigger a", **FAST})
+    second = harness.start(run_name("concurrent-b"), {"model": MODEL, "reason": "trigger b", **FAST})
+    results = [harness.wait(first), harness.wait(second)]
+
+    statuses = sorted((r["status"], r.get("error")) for r in results)
+    assert statuses[0] == ("FAILED", "RetrainingInProgress"), results
+    assert statuses[1][0] == "SUCCEEDED", results
+    assert len(harness.registry.versions(MODEL)) == len(versions_before) + 1
+    # Two triggers in the same window: Step Functions starts one execution.
+    request = RetrainInput(model=MODEL, reason="drift", bake_minutes=0.05)
+    now = datetime(2026, 1, 1, 12, 7, tzinfo=UTC)
+    arn = start_retraining(harness.sfn, harness.arn, request, now)
+    with pytest.raises(RetrainingInProgress):
+        start_retraining(harness.sfn, harness.arn, request, now.replace(minute=14))
+    assert harness.wait(arn)["status"] in ("SUCCEEDED", "FAILED")
+
+
+def test_invalid_input_fails_with_a_clear_error(harness: Harness) -> None:
+    result = harness.run(run_name("invalid"), {"model": "Bad Name", "reason": "", "canary_percent": 80, "extra": 1})
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "InvalidInput"
+    cause = json.loads(result["cause"])["errorMessage"]
+    for field in ("model", "reason", "canary_percent", "extra"):
+        assert field in cause

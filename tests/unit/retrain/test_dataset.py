@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from loopml import datasets
+from loopml.errors import InsufficientData, InvalidInput
+from loopml.retrain.dataset import combine
+from loopml.schema import FeatureSchema
+from tests.unit.retrain.conftest import captured_rows
+
+AT = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def _schema(loan_schema: FeatureSchema) -> FeatureSchema:
+    return loan_schema
+
+
+def test_feedback_is_the_recent_holdout(loan_schema: FeatureSchema) -> None:
+    base = datasets.loan_default(400, seed=1)
+    feedback = captured_rows(datasets.loan_default(100, seed=2), AT)
+    prepared = combine(base, list(reversed(feedback)), loan_schema, holdout_fraction=0.2)
+    assert (prepared.base_rows, prepared.feedback_rows) == (400, 100)
+    assert len(prepared.holdout["age"]) == 100
+    # Holdout = feedback in time order, whatever order the reader gave.
+    assert prepared.holdout["age"] == [float(r.features["age"]) for r in feedback]
+    assert set(prepared.train) == {*loan_schema.names, loan_schema.target}
+
+
+def test_duplicates_and_invalid_rows_are_dropped(loan_schema: FeatureSchema) -> None:
+    base: dict[str, list[Any]] = datasets.loan_default(300, seed=1)
+    for name in base:
+        base[name] = base[name] + base[name][:20]  # 20 exact duplicates
+    base["age"][0] = "not a number"
+    base[datasets.TARGET][1] = 7  # not a class
+    prepared = combine(base, [], loan_schema, holdout_fraction=0.2)
+    assert prepared.duplicates_removed == 18  # rows 0 and 1 were invalid, so their copies are not duplicates
+    assert prepared.invalid_rows == 2
+    assert len(prepared.train["age"]) + len(prepared.holdout["age"]) == 320 - 18 - 2
+
+
+def test_missing_column_is_named(loan_schema: FeatureSchema) -> None:
+    base = datasets.loan_default(100, seed=1)
+    del base["income"]
+    with pytest.raises(InvalidInput, match="income"):
+        combine(base, [], loan_schema, 0.2)
+
+
+def test_too_few_rows(loan_schema: FeatureSchema) -> None:
+    with pytest.raises(InsufficientData, match="need at least"):
+        combine(datasets.loan_default(30, seed=1), [], loan_schema, 0.2)
+
+
+def test_holdout_missing_a_class(loan_schema: FeatureSchema) -> None:
+    base = datasets.loan_default(300, seed=1)
+    recent = datasets.loan_default(200, seed=2)
+    recent[datasets.TARGET] = [0] * 200
+    with pytest.raises(InsufficientData, match="holdout"):
+        combine(base, captured_rows(recent, AT), loan_schema, 0.2)

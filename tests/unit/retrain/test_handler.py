@@ -1,0 +1,86 @@
+"""The retrain function's handler: step dispatch, and the approvals route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from loopml.errors import VersionConflict
+from loopml.retrain.models import ApprovalOutcome
+from tests.conftest import load_handler
+
+EVENTS = Path(__file__).resolve().parents[3] / "events" / "retrain"
+
+
+class FakeApprovals:
+    def __init__(self) -> None:
+        self.decided: list[tuple[str, str, str]] = []
+
+    def decide(self, approval: str, decision: Any, actor: str) -> ApprovalOutcome:
+        if self.decided:
+            raise VersionConflict("already answered")
+        self.decided.append((approval, decision.decision, actor))
+        return ApprovalOutcome(
+            approval_id=approval,
+            decision=decision.decision,
+            reason=decision.reason,
+            actor=actor,
+            decided_at="2026-11-25T18:00:00Z",
+        )
+
+
+class FakeWorkflow:
+    def __init__(self) -> None:
+        self.approvals = FakeApprovals()
+        self.steps: list[Any] = []
+
+    def run_step(self, request: Any) -> dict[str, Any]:
+        self.steps.append(request)
+        return {"step": request.step}
+
+
+class Context:
+    function_name = "loopml-test-retrain"
+    memory_limit_in_mb = 3008
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-retrain:live"
+    aws_request_id = "req-1"
+
+
+@pytest.fixture
+def app(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setenv("MODEL_BUCKET", "models")
+    monkeypatch.setenv("INFERENCE_FUNCTION", "loopml-test-inference")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    module = load_handler("retrain")
+    module.workflow = FakeWorkflow()  # type: ignore[attr-defined]
+    return module
+
+
+def test_steps_are_dispatched(app: ModuleType) -> None:
+    event = json.loads((EVENTS / "step_check.json").read_text())
+    assert app.handler(event, Context()) == {"step": "check"}
+    assert app.workflow.steps[0].state["run"]["run_id"] == "default-20261125T1800"
+
+
+def test_approval_route(app: ModuleType) -> None:
+    event = json.loads((EVENTS / "post_approval.json").read_text())
+    response = app.handler(event, Context())
+    assert response["statusCode"] == 200, response
+    body = json.loads(response["body"])
+    assert body["decision"] == "approve"
+    assert app.workflow.approvals.decided == [
+        ("3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c", "approve", "arn:aws:sts::123456789012:assumed-role/loopml-ops/ops")
+    ]
+    assert app.handler(event, Context())["statusCode"] == 409
+
+
+def test_approval_body_is_validated(app: ModuleType) -> None:
+    event = json.loads((EVENTS / "post_approval.json").read_text())
+    event["body"] = json.dumps({"decision": "maybe"})
+    response = app.handler(event, Context())
+    assert response["statusCode"] == 422
+    assert "decision" in response["body"]
