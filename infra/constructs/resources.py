@@ -181,6 +181,8 @@ class Resources:
             ("secret", "read"): lambda: self.secret(grant.name).grant_read(grantee),
             ("state_machine", "start"): lambda: self.state_machine(grant.name).grant_start_execution(grantee),
             ("state_machine", "read"): lambda: self._grant_state_machine_read(grant.name, grantee),
+            ("state_machine", "respond"): lambda: self.state_machine(grant.name).grant_task_response(grantee),
+            ("function", "watch"): lambda: self._grant_watch(grant.name, grantee),
             ("function", "invoke"): lambda: self.function(grant.name).grant_invoke(grantee),
             ("function", "update_function"): lambda: self.function(grant.name).grant_update(grantee),
         }
@@ -188,6 +190,30 @@ class Resources:
         if apply is None:
             raise DeclarationError(f"access {grant.access!r} does not apply to a {grant.kind} ({grant.name!r})")
         return apply()
+
+    def _grant_watch(self, name: str, grantee: iam.IGrantable) -> iam.Grant:
+        """Judging a canary of one function: its metrics, and alarms named ``<function>-canary-*``.
+
+        CloudWatch has no grant_* for this. Metric reads support no resource-level permissions; the
+        alarm actions are scoped to the canary alarms of this one function.
+        """
+        self.function(name)  # declared, or a DeclarationError naming it
+        alarms = Stack.of(self.scope).format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=f"{self.deployment.name(name)}-canary-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"],
+            resource_arns=[alarms],
+        )
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],
+            resource_arns=["*"],
+        )
 
     def _grant_state_machine_read(self, name: str, grantee: iam.IGrantable) -> iam.Grant:
         """Reading one workflow and its executions. StateMachine.grant_read would also allow

@@ -90,7 +90,13 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 def readme_curls() -> list[str]:
     lines = (ROOT / "README.md").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip().startswith("curl ")]
+    return [line.strip() for line in lines if line.strip().startswith("curl ") and "$" not in line]
+
+
+def readme_shell_blocks() -> list[str]:
+    """The README's ``sh`` blocks that call the API (multi-line ones use shell variables)."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [b for b in blocks if "curl " in b and "http://127.0.0.1:3000" in b]
 
 
 def curl(command: str, api: str) -> tuple[int, str]:
@@ -121,6 +127,17 @@ def test_every_readme_curl_works_as_printed(up: Up) -> None:
             assert answer["model_version"] == 1
             if "explain=true" in command:
                 assert set(answer["predictions"][0]["explanation"]) == set(sent["instance"])
+
+
+def test_every_readme_shell_block_runs_as_printed(up: Up) -> None:
+    blocks = readme_shell_blocks()
+    assert len(blocks) >= 2
+    for block in blocks:
+        script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n' + block.replace(
+            "http://127.0.0.1:3000", up.api
+        )
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, (block, done.stdout[-2000:], done.stderr[-2000:])
 
 
 def test_summary_curl_lines_work_too(up: Up) -> None:

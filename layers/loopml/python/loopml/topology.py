@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 
 ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
-Access = Literal["read", "write", "read_write", "send", "consume", "start", "update_function", "invoke"]
+Access = Literal[
+    "read", "write", "read_write", "send", "consume", "start", "respond", "update_function", "invoke", "watch"
+]
 Auth = Literal["none", "api_key", "iam"]
 
 
@@ -213,7 +215,9 @@ TOPOLOGY = Topology(
                 Grant(kind="bucket", name="models", access="read_write"),
                 Grant(kind="function", name="inference", access="update_function"),
                 Grant(kind="function", name="inference", access="invoke"),
+                Grant(kind="function", name="inference", access="watch"),  # canary metrics and alarms
                 Grant(kind="state_machine", name="retrain", access="start"),
+                Grant(kind="state_machine", name="retrain", access="respond"),  # approvals: task tokens
             ),
             routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
         ),
