@@ -22,18 +22,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from loopml.local.runtime import InvokeResult
+from loopml.local.server import LoopbackServer
 from loopml.topology import Auth, Topology
 
 API_ID = "local0api"
@@ -94,7 +93,7 @@ def _multi(pairs: list[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[st
     return single, multi
 
 
-class ApiGateway:
+class ApiGateway(LoopbackServer):
     """``ThreadingHTTPServer``; ``invoke(function_name, payload) -> InvokeResult`` runs the alias."""
 
     def __init__(
@@ -116,29 +115,7 @@ class ApiGateway:
         self.api_key = api_key
         self.admin_token = admin_token
         self.integration_timeout_s = integration_timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="apigw-integration")
-        handler = type("ApiHandler", (_ApiHandler,), {"api": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="apigw", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._thread is not None:
-            self._thread.join(5)
+        super().__init__("apigw", _ApiHandler, {"api": self}, port, host, pool_workers=32, wait_for_pool_on_stop=False)
 
     def match(self, method: str, path: str) -> tuple[CompiledRoute, dict[str, str]] | None:
         for route in self.routes:
@@ -332,7 +309,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             route, params, self.command, path, split.query, header_pairs, body, self.client_address[0]
         )
         payload = json.dumps(event).encode()
-        future = api._pool.submit(api.invoke, route.function, payload)
+        future = api.pool.submit(api.invoke, route.function, payload)
         try:
             result = future.result(timeout=api.integration_timeout_s)
         except FutureTimeout:

@@ -18,12 +18,12 @@ import http.client
 import json
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from loopml.local.runtime import FunctionNotFound, Runtime
+from loopml.local.server import LoopbackServer
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
 _CODE_UPLOADS = (
@@ -52,36 +52,14 @@ def _service(headers: Any) -> str:
     return match.group(1) if match else ""
 
 
-class FrontDoor:
+class FrontDoor(LoopbackServer):
     """``ThreadingHTTPServer`` on loopback; ``start``/``stop`` own its thread."""
 
     def __init__(self, port: int, moto_port: int, runtime: Runtime, host: str = "127.0.0.1") -> None:
         self.moto_port = moto_port
         self.runtime = runtime
         self._local = threading.local()
-        self._background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-event")
-        handler = type("FrontDoorHandler", (_Handler,), {"front_door": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="front-door", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._background.shutdown(wait=True, cancel_futures=True)
-        if self._thread is not None:
-            self._thread.join(5)
+        super().__init__("front-door", _Handler, {"front_door": self}, port, host, pool_workers=8)
 
     def moto_connection(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
@@ -97,7 +75,7 @@ class FrontDoor:
             except Exception as exc:  # nobody waits for an Event invoke: report and move on
                 print(f"[front-door] async invoke of {function} failed: {exc}", flush=True)
 
-        self._background.submit(run)
+        self.pool.submit(run)
 
 
 class _Handler(BaseHTTPRequestHandler):
