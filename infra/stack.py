@@ -79,6 +79,7 @@ class LoopmlStack(Stack):
             resources=resources,
             observability=self.observability,
         )
+        self.model_store.add_notifications(topology, resources)
         self.secrets = Secrets(self, "Secrets", deployment=deployment, secrets=topology.secrets, resources=resources)
         self.layers = list(layers) if layers is not None else Layers(self, "Layers", deployment=deployment).all
         self.api = LoopmlApi(self, "Api", deployment=deployment)

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
 from infra.constructs.deployment import Deployment
 from infra.constructs.nag import acknowledge
 from infra.constructs.resources import Resources, pascal
-from loopml.topology import BucketSpec
+from loopml.topology import BucketSpec, Topology
 
 # Prediction/feedback capture lands under this prefix; it is read by drift evaluation for weeks, then
 # rarely (audits, retraining on history), so it moves to Infrequent Access.
@@ -91,3 +92,18 @@ class ModelStore(Construct):
             )
             self.buckets[spec.name] = bucket
             resources.buckets[spec.name] = bucket
+
+    def add_notifications(self, topology: Topology, resources: Resources) -> None:
+        """Object-created events by key prefix to the declared queues (call once the queues exist).
+
+        CDK adds the queue policy letting this bucket send, and a custom resource (its
+        BucketNotificationsHandler function) that writes the bucket's notification configuration.
+        """
+        for spec in topology.buckets:
+            bucket = self.buckets[spec.name]
+            for notification in topology.notifications(spec.name):
+                bucket.add_event_notification(
+                    s3.EventType.OBJECT_CREATED,
+                    s3n.SqsDestination(resources.queue(notification.queue)),
+                    s3.NotificationKeyFilter(prefix=notification.prefix, suffix=notification.suffix or None),
+                )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from loopml.adapters.s3 import S3ObjectStore
+from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
 from tests.conftest import ROOT, load_handler, make_metadata
 
@@ -20,15 +22,7 @@ BUCKET = "loopml-test-models"
 EVENTS = ROOT / "events" / "inference"
 
 
-class Context:
-    function_name = "loopml-test-inference"
-    function_version = "7"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-inference:live"
-    memory_limit_in_mb = 2048
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+Context = partial(StubContext, "inference", version="7", memory_mb=2048, timeout_s=29)
 
 
 @pytest.fixture

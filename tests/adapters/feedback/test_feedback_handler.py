@@ -8,6 +8,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +19,7 @@ from moto import mock_aws
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback import layout
 from loopml.feedback.reader import read_captured
+from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
 from tests.conftest import ROOT, load_handler, make_metadata
 
@@ -35,15 +37,7 @@ POISON = "7b0a6b1e-5c3f-4f38-9d0e-2a4c1b8e6f01"
 TABLES = {"PREDICTION_INDEX_TABLE": "t-index", "REVIEW_TABLE": "t-review", "SUBJECTS_TABLE": "t-subjects"}
 
 
-class Context:
-    function_name = "loopml-test-feedback"
-    function_version = "3"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-feedback:live"
-    memory_limit_in_mb = 1024
-    aws_request_id = "req-fb"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+Context = partial(StubContext, "feedback", version="3")
 
 
 class Deployed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +17,7 @@ from moto import mock_aws
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback import layout
 from loopml.feedback.reader import CapturedRow
+from loopml.local.context import StubContext
 from loopml.monitoring.models import DriftRunReport, EvaluateRequest, is_scheduled, parse_invocation
 from loopml.registry import ModelRegistry
 from loopml.training import TrainedModel
@@ -27,15 +29,7 @@ EVENTS = ROOT / "events" / "drift"
 WAIT = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}}
 
 
-class Context:
-    function_name = "loopml-test-drift"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-drift:live"
-    memory_limit_in_mb = 2048
-    aws_request_id = "req-drift"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+Context = partial(StubContext, "drift", memory_mb=2048, timeout_s=300)
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from loopml.errors import VersionConflict
+from loopml.local.context import StubContext
 from loopml.retrain.models import ApprovalOutcome
 from tests.conftest import load_handler
 
@@ -43,11 +45,7 @@ class FakeWorkflow:
         return {"step": request.step}
 
 
-class Context:
-    function_name = "loopml-test-retrain"
-    memory_limit_in_mb = 3008
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-test-retrain:live"
-    aws_request_id = "req-1"
+Context = partial(StubContext, "retrain", memory_mb=3008, timeout_s=900)
 
 
 @pytest.fixture

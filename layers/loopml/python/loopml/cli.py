@@ -115,10 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_params(pairs: list[str], model_type: str) -> Any:
-    from loopml.training import TrainingParams
-
-    values: dict[str, Any] = {"model_type": model_type}
+def _key_values(pairs: list[str]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values are JSON when they parse (numbers, booleans), else text."""
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -127,6 +126,13 @@ def _parse_params(pairs: list[str], model_type: str) -> Any:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
             values[key] = raw
+    return values
+
+
+def _parse_params(pairs: list[str], model_type: str) -> Any:
+    from loopml.training import TrainingParams
+
+    values: dict[str, Any] = {"model_type": model_type, **_key_values(pairs)}
     try:
         return TrainingParams.model_validate(values)
     except ValueError as exc:
@@ -271,15 +277,7 @@ def _retrain(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {"model": args.model, "reason": args.reason, "approval": args.approval}
     optional = {"data_uri": args.data_uri, "canary_percent": args.canary_percent, "bake_minutes": args.bake_minutes}
     values.update({k: v for k, v in optional.items() if v is not None})
-    params: dict[str, Any] = {}
-    for pair in args.param:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+    params = _key_values(args.param)
     if params:
         values["params"] = params
     request = RetrainInput.parse(values)

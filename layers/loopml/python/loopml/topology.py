@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
@@ -53,8 +53,30 @@ class Schedule(BaseModel, frozen=True):
     input: dict[str, object] = Field(default_factory=dict)
 
 
+class Notification(BaseModel, frozen=True):
+    """Object-created events for keys under ``prefix`` (and ending with ``suffix``, if set) sent to a queue.
+
+    S3 refuses two notifications whose filters overlap, so prefixes of one bucket must not nest. Local
+    and cloud deliver the same S3 event records (keys URL-encoded, an ``s3:TestEvent`` first).
+    """
+
+    prefix: str = Field(min_length=1)
+    queue: str
+    suffix: str = ""
+
+
 class BucketSpec(BaseModel, frozen=True):
     name: str
+    notifications: tuple[Notification, ...] = ()
+
+    @model_validator(mode="after")
+    def _disjoint_prefixes(self) -> BucketSpec:
+        prefixes = [n.prefix for n in self.notifications]
+        for i, a in enumerate(prefixes):
+            for b in prefixes[i + 1 :]:
+                if a.startswith(b) or b.startswith(a):
+                    raise ValueError(f"bucket {self.name!r}: notification prefixes {a!r} and {b!r} overlap")
+        return self
 
 
 class QueueSpec(BaseModel, frozen=True):
@@ -105,6 +127,15 @@ class Topology(BaseModel, frozen=True):
     functions: tuple[FunctionSpec, ...]
     state_machines: tuple[StateMachineSpec, ...] = ()
 
+    def notifications(self, bucket: str) -> tuple[Notification, ...]:
+        """The bucket's notifications whose queue this topology declares.
+
+        A partial topology (a test's subset without the queue) leaves the notification out instead of
+        failing; ``TOPOLOGY`` itself is checked by ``tests/infra`` to declare every notified queue.
+        """
+        queues = {q.name for q in self.queues}
+        return tuple(n for n in self.bucket(bucket).notifications if n.queue in queues)
+
     def function(self, name: str) -> FunctionSpec:
         for spec in self.functions:
             if spec.name == name:
@@ -113,6 +144,12 @@ class Topology(BaseModel, frozen=True):
 
     def queue(self, name: str) -> QueueSpec:
         for spec in self.queues:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def bucket(self, name: str) -> BucketSpec:
+        for spec in self.buckets:
             if spec.name == name:
                 return spec
         raise KeyError(name)
@@ -130,10 +167,20 @@ def dlq_name(queue: str) -> str:
 _POWERTOOLS = {"POWERTOOLS_METRICS_NAMESPACE": "loopml", "POWERTOOLS_LOG_LEVEL": "INFO"}
 
 TOPOLOGY = Topology(
-    buckets=(BucketSpec(name="models"),),
+    buckets=(
+        BucketSpec(
+            name="models",
+            notifications=(  # uploads: see loopml.starter (retraining data) and loopml.batch (scoring)
+                Notification(prefix="incoming/", queue="uploads"),
+                Notification(prefix="batch/input/", queue="batch"),
+            ),
+        ),
+    ),
     queues=(
         QueueSpec(name="capture", visibility_timeout_s=120),
         QueueSpec(name="feedback", visibility_timeout_s=180),  # 6x the consumer's timeout
+        QueueSpec(name="uploads", visibility_timeout_s=900, max_receive_count=3),  # 3x the starter's timeout
+        QueueSpec(name="batch", visibility_timeout_s=5400, max_receive_count=3),  # 6x the batch timeout
     ),
     tables=(
         TableSpec(name="prediction-index"),  # prediction_id -> model, version, subject; TTL 400 days
@@ -241,6 +288,45 @@ TOPOLOGY = Topology(
                 Route(method="GET", path="/drift/latest"),
             ),
             schedules=(Schedule(name="hourly", rate_minutes=60),),
+        ),
+        FunctionSpec(
+            name="starter",
+            description="Validates training data uploaded under incoming/<model>/ and starts the retraining.",
+            memory_mb=2048,
+            timeout_s=300,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "starter"},
+            resources={
+                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
+            },
+            grants=(
+                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="queue", name="uploads", access="consume"),
+                Grant(kind="state_machine", name="retrain", access="start"),
+                Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
+            ),
+            event_sources=(EventSource(queue="uploads", batch_size=1, max_batching_window_s=0),),
+            schedules=(
+                Schedule(
+                    name="weekly",
+                    rate_minutes=10080,
+                    enabled=False,  # off by default: enable it in the declaration (or the console)
+                    input={"model": "default", "reason": "scheduled retraining"},
+                ),
+            ),
+        ),
+        FunctionSpec(
+            name="batch",
+            description="Scores CSV / JSON Lines files uploaded under batch/input/ with the champion.",
+            memory_mb=2048,
+            timeout_s=900,
+            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "batch"},
+            resources={"MODEL_BUCKET": Ref(kind="bucket", name="models")},
+            grants=(
+                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="queue", name="batch", access="consume"),
+            ),
+            event_sources=(EventSource(queue="batch", batch_size=1, max_batching_window_s=0),),
         ),
     ),
     state_machines=(

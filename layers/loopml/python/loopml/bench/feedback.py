@@ -19,35 +19,24 @@ import dataclasses
 import importlib.util
 import io
 import json
-import logging
 import os
-import socket
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from loopml.bench.common import moto_server
+from loopml.local.context import StubContext
 
 REPO = Path(__file__).resolve().parents[5]
 RECORDS = 1000
 ROUNDS = 15
 BUCKET = "loopml-bench-models"
 TABLES = {"PREDICTION_INDEX_TABLE": "bench-index", "REVIEW_TABLE": "bench-review", "SUBJECTS_TABLE": "bench-subjects"}
-
-
-class _Context:
-    function_name = "loopml-bench-feedback"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-bench-feedback:live"
-    memory_limit_in_mb = 1024
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -143,27 +132,11 @@ def _time_batches(
         event = sqs_event(rows, per_message)
         with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics and JSON logs
             started, started_cpu = time.perf_counter(), time.process_time()
-            out = module.handler(event, _Context())
+            out = module.handler(event, StubContext("feedback"))
             wall.append(time.perf_counter() - started)
             cpu.append(time.process_time() - started_cpu)
         assert out["batchItemFailures"] == [], out
     return wall, cpu
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def _environment(endpoint: str) -> dict[str, str]:
@@ -210,7 +183,7 @@ def run() -> dict[str, Any]:
     results: dict[str, Any] = {"records_per_batch": RECORDS}
     saved = dict(os.environ)
     try:
-        with _moto_server() as endpoint:
+        with moto_server() as endpoint:
             os.environ.update(_environment(endpoint))
             client.cache_clear()
             _create_resources(endpoint)

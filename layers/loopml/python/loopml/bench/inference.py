@@ -21,9 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from loopml.bench.common import moto_server
+from loopml.local.context import StubContext
 
 REPO = Path(__file__).resolve().parents[5]
 EVENT = REPO / "events" / "inference" / "predict_single.json"
@@ -46,26 +49,6 @@ def _time(fn: Callable[[], Any], calls: int, after: Callable[[], None] | None = 
         if after:
             after()
     return samples
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
@@ -110,17 +93,6 @@ def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
     }
 
 
-class _Context:
-    function_name = "loopml-bench-inference"
-    function_version = "1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:loopml-bench-inference:live"
-    memory_limit_in_mb = 2048
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
 def _warm(env: dict[str, str]) -> dict[str, Any]:
     import importlib.util
 
@@ -139,7 +111,7 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
     matrix, _ = predictor.validator.validate([instance])
     batch_matrix, _ = predictor.validator.validate([instance] * BATCH_ROWS)
     pipeline = predictor.pipeline
-    ctx = _Context()
+    ctx = StubContext("inference", memory_mb=2048)
     results: dict[str, Any] = {}
     with contextlib.redirect_stdout(io.StringIO()) as sink:
         for label, event, rows_matrix, calls in (
@@ -206,7 +178,7 @@ def _cold(env: dict[str, str], cache: Path, runs: int = 5) -> dict[str, float]:
 
 def run() -> dict[str, Any]:
     print("\n== inference: handler vs bare predict_proba (warm), cold start vs import floor ==")
-    with tempfile.TemporaryDirectory() as tmp, _moto_server() as endpoint:
+    with tempfile.TemporaryDirectory() as tmp, moto_server() as endpoint:
         env = _prepare(endpoint, Path(tmp) / "warm")
         cold = _cold(env, Path(tmp))
         warm = _warm(env)

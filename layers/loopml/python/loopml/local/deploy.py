@@ -139,7 +139,9 @@ class Deployer:
     def name(self, logical: str) -> str:
         return physical_name(self.stage, logical)
 
-    def deploy(self, env_overrides: dict[str, dict[str, str]] | None = None) -> Deployment:
+    def deploy(self, env_overrides: dict[str, dict[str, str]] | None = None, notifications: bool = True) -> Deployment:
+        """``notifications=False`` leaves bucket notifications to a later ``deploy_notifications`` call
+        (the local stack restores saved objects first, so restoring fires no upload events)."""
         self._env_overrides = {k: dict(v) for k, v in (env_overrides or {}).items()}
         self._role()
         for bucket in self.topology.buckets:
@@ -159,7 +161,38 @@ class Deployer:
             self.deploy_function(spec.name)
         for machine in self.topology.state_machines:
             self._deploy_state_machine(machine.name, machine.definition, machine.substitutions)
+        if notifications:
+            self.deploy_notifications()
         return self.deployment
+
+    def deploy_notifications(self) -> None:
+        """Object-created events to the declared queues, with the queue policy S3 needs to send them."""
+        s3, sqs = self._client("s3"), self._client("sqs")
+        for bucket in self.topology.buckets:
+            physical = self.deployment.buckets[bucket.name]
+            configurations = []
+            for index, notification in enumerate(self.topology.notifications(bucket.name)):
+                rules = [{"Name": "prefix", "Value": notification.prefix}]
+                if notification.suffix:
+                    rules.append({"Name": "suffix", "Value": notification.suffix})
+                arn = self.deployment.queue_arns[notification.queue]
+                configurations.append(
+                    {
+                        "Id": f"{notification.queue}-{index}",
+                        "QueueArn": arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": rules}},
+                    }
+                )
+                sqs.set_queue_attributes(
+                    QueueUrl=self.deployment.queue_urls[notification.queue],
+                    Attributes={"Policy": json.dumps(_s3_send_policy(arn, physical))},
+                )
+                self._log(f"notification s3://{physical}/{notification.prefix}* -> {self.name(notification.queue)}")
+            if configurations or bucket.notifications:
+                s3.put_bucket_notification_configuration(
+                    Bucket=physical, NotificationConfiguration={"QueueConfigurations": configurations}
+                )
 
     # --- resources ------------------------------------------------------------------------------
     def _role(self) -> None:
@@ -384,6 +417,22 @@ class Deployer:
                 FunctionVersion=version,
                 RoutingConfig={"AdditionalVersionWeights": {}},
             )
+
+
+def _s3_send_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
+    """What CDK's ``SqsDestination`` adds to the queue: S3 may send, for this bucket only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                "Resource": queue_arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+            }
+        ],
+    }
 
 
 def _config_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:

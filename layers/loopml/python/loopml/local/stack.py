@@ -219,10 +219,11 @@ class LocalStack:
             self.aws_endpoint,
             log=self._progress,
         )
-        self._deployer.deploy(self.env_overrides)
+        self._deployer.deploy(self.env_overrides, notifications=False)
         restored = self._restore()
         if restored:
             self._progress(f"restored {restored} saved S3 objects and messages from {self.state_dir}")
+        self._deployer.deploy_notifications()  # after the restore: restored objects are no new uploads
 
         moto_sqs = self._boto("sqs", self._moto.url)
         deployment = self._deployer.deployment
