@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from loopml import datasets
+from loopml.feedback.memory import MemoryDatasetStore
 from loopml.schema import FeatureSchema, SchemaConfig, infer_schema
 from loopml.training import TrainedModel, TrainingParams, train
 
@@ -86,33 +87,14 @@ def make_metadata(trained: TrainedModel, model: str = "default", version: int = 
     )
 
 
-class MemoryStore:
-    """An ObjectStore in memory, with the same conditional-write semantics as S3."""
+class MemoryStore(MemoryDatasetStore):
+    """An ObjectStore in memory (S3's conditional-write semantics), with an outage switch."""
 
-    def __init__(self) -> None:
-        import threading
-
-        self.objects: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-        self.fail_gets = False
+    fail_gets = False
 
     def get(self, key: str) -> bytes:
-        from loopml.errors import NotFound, TransientError
+        from loopml.errors import TransientError
 
         if self.fail_gets:
             raise TransientError(f"{key}: SlowDown")
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise NotFound(key) from None
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None:
-        from loopml.errors import VersionConflict
-
-        with self._lock:
-            if if_none_match and key in self.objects:
-                raise VersionConflict(key)
-            self.objects[key] = body
-
-    def list_keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix))
+        return super().get(key)

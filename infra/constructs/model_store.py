@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
@@ -107,3 +107,14 @@ class ModelStore(Construct):
                     s3n.SqsDestination(resources.queue(notification.queue)),
                     s3.NotificationKeyFilter(prefix=notification.prefix, suffix=notification.suffix or None),
                 )
+        handler = next(
+            (c for c in Stack.of(self).node.children if c.node.id.startswith("BucketNotificationsHandler")), None
+        )
+        if handler is not None:
+            acknowledge(
+                handler,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "CDK's bucket-notifications custom resource function comes with the basic execution role; "
+                "it runs only during deployments to write the buckets' notification configuration.",
+            )

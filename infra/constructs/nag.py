@@ -78,6 +78,16 @@ RESOURCELESS_ACTIONS: dict[str, str] = {
 }
 
 
+# Wildcards in the policies of functions CDK itself adds to the stack: (construct id prefix, exact
+# actions of the statement, finding) -> reason. Nothing else in those policies is explained.
+CDK_HANDLER_WILDCARDS: dict[tuple[str, frozenset[str], str], str] = {
+    ("BucketNotificationsHandler", frozenset({"s3:PutBucketNotification"}), "Resource::*"): (
+        "CDK's bucket-notifications custom resource (added by Bucket.add_event_notification) writes the "
+        "notification configuration of the declared buckets; CDK scopes its policy to '*'."
+    ),
+}
+
+
 def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     """Acknowledge one finding id on ``scope`` and everything below it."""
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
@@ -143,8 +153,16 @@ def acknowledge_grant_wildcards(stack: Stack) -> list[str]:
         if not isinstance(node, iam.CfnPolicy):
             continue
         reasons: dict[str, str | None] = {}
+        handler = node.node.path.split("/")[1] if node.node.path.count("/") > 1 else ""
         for finding, actions in wildcard_findings(stack.resolve(node.policy_document)):
-            reason = reason_for(finding, actions)
+            reason = reason_for(finding, actions) or next(
+                (
+                    text
+                    for (prefix, wanted, found), text in CDK_HANDLER_WILDCARDS.items()
+                    if handler.startswith(prefix) and actions == wanted and finding == found
+                ),
+                None,
+            )
             # A finding id may come from several statements: every one of them must be explained.
             previous = reasons.get(finding, "")
             reasons[finding] = None if previous is None or reason is None else reason
