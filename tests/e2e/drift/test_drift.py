@@ -3,12 +3,9 @@ evaluated on demand and by the schedule, reports in S3, metrics in CloudWatch, a
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -21,9 +18,10 @@ from loopml import datasets
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback.reader import read_captured
 from loopml.local import LocalStack
-from loopml.local.up import MODEL, Progress, ensure_first_model
+from loopml.local.up import MODEL
 from loopml.monitoring.models import DriftRunReport
 from loopml.topology import TOPOLOGY, physical_name
+from tests.e2e.conftest import LogSink, call, served_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +33,6 @@ RETRAIN_DECLARED = any(m.name == "retrain" for m in TOPOLOGY.state_machines)
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-class LogSink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-
 @pytest.fixture(scope="module")
 def function_log() -> LogSink:
     return LogSink()
@@ -50,42 +40,10 @@ def function_log() -> LogSink:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, function_log: LogSink) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("drift-state"),
-        stage="test",
-        api_port=0,
-        snapshot_interval_s=0,
-        alarm_interval_s=0,
-        function_log=function_log,
-    )
-    with local:
-        ensure_first_model(local, Progress(io.StringIO()), rows=FIRST_MODEL_ROWS)
+    with served_stack(
+        tmp_path_factory.mktemp("drift-state"), FIRST_MODEL_ROWS, alarm_interval_s=0, function_log=function_log
+    ) as local:
         yield local
-
-
-def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        stack.api_url + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def wait_for(what: str, check: Any, timeout_s: float, log: LogSink) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what} not reached in {timeout_s} s; last function output:\n" + "\n".join(log.lines[-40:])
-            )
-        time.sleep(0.5)
 
 
 class Page(HTMLParser):
@@ -122,7 +80,7 @@ def test_drifted_traffic_is_detected_reported_and_retrains(
         found = read_captured(store, MODEL, since, datetime.now(UTC) + timedelta(minutes=1))
         return found if len(found) == TRAFFIC else []
 
-    wait_for("all predictions captured in S3", captured, 45, function_log)
+    wait_for(captured, 45, what="all predictions captured in S3", log=function_log)
     truth = columns[datasets.TARGET]
     for i in range(0, LABELS, 100):
         items = [{"prediction_id": ids[j], "label": truth[j]} for j in range(i, i + 100)]
@@ -133,7 +91,7 @@ def test_drifted_traffic_is_detected_reported_and_retrains(
         found = read_captured(store, MODEL, since, datetime.now(UTC) + timedelta(minutes=1), labelled_only=True)
         return found if len(found) == LABELS else []
 
-    wait_for("labels joined", labelled, 45, function_log)
+    wait_for(labelled, 45, what="labels joined", log=function_log)
     traffic_done = time.monotonic()
 
     # on demand: the alert, the reports and the retraining start
@@ -202,7 +160,7 @@ def test_drifted_traffic_is_detected_reported_and_retrains(
         names = {m["MetricName"] for m in cloudwatch.list_metrics(Namespace="loopml")["Metrics"]}
         return {"DatasetDriftShare", "FeatureDriftScore", "RetrainingStarted"} <= names
 
-    wait_for("drift metrics in CloudWatch", published, 15, function_log)
+    wait_for(published, 15, what="drift metrics in CloudWatch", log=function_log)
     if RETRAIN_DECLARED:
         # the retraining accepted the trigger's input (its Start step validates it), then it is stopped
         arn = decision["execution_arn"]
@@ -214,6 +172,6 @@ def test_drifted_traffic_is_detected_reported_and_retrains(
             assert not failed or exited, f"retraining failed in its Start step: {events}"
             return bool(exited)
 
-        wait_for("the retraining's Start step", start_step_done, 40, function_log)
+        wait_for(start_step_done, 40, what="the retraining's Start step", log=function_log)
         sfn.stop_execution(executionArn=decision["execution_arn"])  # no need to let it train on in the background
     print(f"traffic+capture {traffic_done - started:.1f}s, total {time.monotonic() - started:.1f}s")

@@ -9,68 +9,27 @@ over the iam route and nothing of theirs is left in the bucket.
 from __future__ import annotations
 
 import gzip
-import io
-import json
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback.reader import CapturedRow, read_captured
 from loopml.local.stack import LocalStack
-from loopml.local.up import Progress, ensure_first_model, example_instance
+from loopml.local.up import example_instance
 from loopml.topology import physical_name
+from tests.e2e.conftest import call, served_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 SUBJECT = "e2e-customer-0042"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    local = LocalStack(
-        tmp_path_factory.mktemp("feedback-e2e"),
-        stage="fbe2e",
-        api_port=0,
-        snapshot_interval_s=0,
-        function_log=Sink(),
-    )
-    with local:
-        ensure_first_model(local, Progress(out=io.StringIO()), rows=1500)
+    with served_stack(tmp_path_factory.mktemp("feedback-e2e"), 1500, stage="fbe2e") as local:
         yield local
-
-
-def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        stack.api_url + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=40) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.3)
 
 
 def test_prediction_and_labels_meet_in_the_dataset_then_the_subject_is_erased(stack: LocalStack) -> None:

@@ -19,6 +19,7 @@ from loopml.topology import (
     StateMachineSpec,
     Topology,
 )
+from tests.e2e.conftest import LogSink
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "local-test-key"
@@ -73,14 +74,6 @@ TEST_TOPOLOGY = Topology(
         ),
     ),
 )
-
-
-class LogSink:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from loopml.adapters.s3 import S3ObjectStore
 from loopml.data import sha256_hex, write_csv
 from loopml.feedback import layout
 from loopml.local import LocalStack
-from loopml.local.up import MODEL, Progress, ensure_first_model
+from loopml.local.up import MODEL
 from loopml.registry import ModelRegistry
 from loopml.topology import TOPOLOGY, Topology
-from tests.e2e.local.conftest import LogSink
+from tests.e2e.conftest import served_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -35,20 +34,9 @@ FIRST_MODEL_ROWS = 1500
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("retrain-state")
-    local = LocalStack(
-        state,
-        stage="test",
-        api_port=0,
-        topology=RETRAIN_TOPOLOGY,
-        snapshot_interval_s=0,
-        alarm_interval_s=0.5,
-        function_log=LogSink(),  # kept in memory: read it with stack._function_log.lines when debugging
-        # The inference function caches verified models on disk: one cache per stack, not per machine.
-        env_overrides={"inference": {"CACHE_DIR": str(state / "model-cache")}},
-    )
-    with local:
-        ensure_first_model(local, Progress(io.StringIO()), rows=FIRST_MODEL_ROWS)
+    with served_stack(
+        tmp_path_factory.mktemp("retrain-state"), FIRST_MODEL_ROWS, topology=RETRAIN_TOPOLOGY, alarm_interval_s=0.5
+    ) as local:
         yield local
 
 

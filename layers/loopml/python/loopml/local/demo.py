@@ -17,8 +17,6 @@ import random
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 from loopml import datasets
 from loopml.errors import LoopmlError
 from loopml.local.stack import LocalStack, free_port, reset
-from loopml.local.up import MODEL, Progress, ensure_first_model, registry_for
+from loopml.local.up import MODEL, Progress, ensure_first_model, http_json, registry_for
 
 STAGE = "local"
 BAKE_MINUTES = 0.25
@@ -45,16 +43,6 @@ class Timeline:
     def sample(self, split: dict[str, float]) -> None:
         if not self.points or self.points[-1][1] != split:
             self.points.append((time.perf_counter() - self.started, split))
-
-
-def _http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
 
 
 class Traffic:
@@ -78,7 +66,7 @@ class Traffic:
         self._seed += 1
         columns = datasets.loan_default(BATCH, seed=self._seed, covariate_shift=covariate, concept_shift=concept)
         labels = columns[datasets.TARGET]
-        status, answer = _http("POST", f"{self.api}/predict", {"instances": datasets.rows(columns)})
+        status, answer = http_json("POST", f"{self.api}/predict", {"instances": datasets.rows(columns)})
         if status != 200:
             self.errors += 1
             return
@@ -87,7 +75,7 @@ class Traffic:
             {"prediction_id": p["prediction_id"], "label": label, "source": "user"}
             for p, label in zip(answer["predictions"], labels, strict=True)
         ]
-        status, _ = _http("POST", f"{self.api}/feedback", {"items": items})
+        status, _ = http_json("POST", f"{self.api}/feedback", {"items": items})
         if status == 202:
             self.labelled += len(items)
         else:
@@ -242,7 +230,7 @@ def run(state_dir: Path | None = None) -> int:
         traffic.shift = (1.0, 0.6)
         progress.step(f"{traffic.sent} predictions served, {traffic.labelled} labelled; evaluating drift")
         options = {"retrain": {"bake_minutes": BAKE_MINUTES, "canary_percent": CANARY_PERCENT}}
-        status, summary = _http(
+        status, summary = http_json(
             "POST", f"{stack.api_url}/drift/evaluate", {"model": MODEL, "config": {"trigger": options}}
         )
         if status != 200:

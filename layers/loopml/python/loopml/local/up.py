@@ -82,13 +82,19 @@ def ensure_first_model(stack: LocalStack, progress: Progress, rows: int = FIRST_
     return meta
 
 
-def warm(api_url: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(f"{api_url}/health")
+def http_json(method: str, url: str, body: Any = None, timeout_s: float = 60) -> tuple[int, Any]:
+    """One JSON request to the local API: status and decoded body, 4xx/5xx included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
+
+
+def warm(api_url: str) -> tuple[int, Any]:
+    return http_json("GET", f"{api_url}/health")
 
 
 def example_instance() -> dict[str, Any]:
