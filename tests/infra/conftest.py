@@ -32,6 +32,7 @@ from loopml.topology import (  # noqa: E402
     EventSource,
     FunctionSpec,
     Grant,
+    Notification,
     QueueSpec,
     Ref,
     Route,
@@ -45,7 +46,17 @@ SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
 REAL_HANDLER = ROOT / "functions" / "inference" / "app.py"
 
 SAMPLE_TOPOLOGY = Topology(
-    buckets=(BucketSpec(name="models"), BucketSpec(name="captures")),
+    buckets=(
+        BucketSpec(name="models"),
+        BucketSpec(
+            name="captures",
+            notifications=(
+                Notification(prefix="drop/", queue="capture", suffix=".csv"),
+                Notification(prefix="other/", queue="feedback"),
+                Notification(prefix="ignored/", queue="undeclared"),  # a subset topology leaves it out
+            ),
+        ),
+    ),
     queues=(QueueSpec(name="capture", visibility_timeout_s=180), QueueSpec(name="feedback", max_receive_count=5)),
     tables=(TableSpec(name="idempotency"),),
     functions=(
@@ -134,6 +145,14 @@ class Synth:
 
     def resources(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == type_}
+
+    def cdk_handlers(self) -> set[str]:
+        """Functions CDK adds itself (the bucket-notifications custom resource), not declared ones."""
+        return {k for k in self.resources("AWS::Lambda::Function") if k.startswith("BucketNotificationsHandler")}
+
+    def declared_functions(self) -> dict[str, dict[str, Any]]:
+        handlers = self.cdk_handlers()
+        return {k: v for k, v in self.resources("AWS::Lambda::Function").items() if k not in handlers}
 
 
 def _synth(app: App, stack: LoopmlStack, topology: Topology) -> Synth:

@@ -51,7 +51,9 @@ def test_template_matches_the_declaration(synth: Synth) -> None:
     def name(n: str) -> str:
         return physical_name(stage, n)
 
-    assert _names(synth, "AWS::Lambda::Function", "FunctionName") == {name(f.name) for f in topology.functions}
+    assert {f["Properties"]["FunctionName"] for f in synth.declared_functions().values()} == {
+        name(f.name) for f in topology.functions
+    }
     assert _names(synth, "AWS::SQS::Queue", "QueueName") == {
         name(n) for q in topology.queues for n in (q.name, dlq_name(q.name))
     }
@@ -78,6 +80,36 @@ def test_template_matches_the_declaration(synth: Synth) -> None:
     bucket_names = [json.dumps(b["Properties"]["BucketName"]) for b in synth.resources("AWS::S3::Bucket").values()]
     for bucket in topology.buckets:
         assert sum(f'"{name(bucket.name)}-"' in n for n in bucket_names) == 1
+    assert _notifications(synth) == {
+        (b.name, n.prefix, n.suffix, n.queue) for b in topology.buckets for n in topology.notifications(b.name)
+    }
+    assert len(synth.cdk_handlers()) == (1 if _notifications(synth) else 0)
+
+
+def _notifications(synth: Synth) -> set[tuple[str, str, str, str]]:
+    """(bucket, prefix, suffix, queue) of every object-created notification, by declared names."""
+    stage = synth.stack.deployment.stage
+    found = set()
+    for custom in synth.resources("Custom::S3BucketNotifications").values():
+        props = custom["Properties"]
+        bucket_name = json.dumps(synth.template["Resources"][props["BucketName"]["Ref"]]["Properties"]["BucketName"])
+        bucket = next(b.name for b in synth.topology.buckets if f'"{physical_name(stage, b.name)}-"' in bucket_name)
+        for config in props["NotificationConfiguration"].get("QueueConfigurations", []):
+            assert config["Events"] == ["s3:ObjectCreated:*"]
+            rules = {r["Name"].lower(): r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
+            queue = _queue_name_of(synth, config["QueueArn"]).removeprefix(physical_name(stage, ""))
+            found.add((bucket, rules.get("prefix", ""), rules.get("suffix", ""), queue))
+    return found
+
+
+def test_every_notified_queue_is_declared() -> None:
+    """Partial topologies may leave a notified queue out; the real declaration never does."""
+    from loopml.topology import TOPOLOGY
+
+    queues = {q.name for q in TOPOLOGY.queues}
+    for bucket in TOPOLOGY.buckets:
+        assert {n.queue for n in bucket.notifications} <= queues
+        assert TOPOLOGY.notifications(bucket.name) == bucket.notifications
 
 
 def _queue_name_of(synth: Synth, arn: dict[str, list[str]]) -> str:

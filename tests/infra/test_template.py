@@ -118,7 +118,7 @@ def test_every_queue_has_an_alarmed_dlq(synth: Synth) -> None:
 
 
 def test_each_function_has_its_own_role_and_a_live_alias(synth: Synth) -> None:
-    functions = synth.resources("AWS::Lambda::Function")
+    functions = synth.declared_functions()
     assert len(functions) == len(synth.topology.functions)
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
     assert len(roles) == len(functions)

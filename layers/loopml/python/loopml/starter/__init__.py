@@ -1,0 +1,1 @@
+"""Starting retraining from uploads under ``incoming/<model>/`` (validated first) and from a schedule."""
