@@ -29,10 +29,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases functions/*/app.py infra
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases functions/*/app.py infra
 
 fmt: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

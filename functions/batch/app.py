@@ -38,4 +38,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event, record_handler, processor, context)
+    return dict(process_partial_response(event, record_handler, processor, context))

@@ -38,5 +38,5 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
-        return process_partial_response(event, record_handler, processor, context)
+        return dict(process_partial_response(event, record_handler, processor, context))
     return starter.scheduled(event)

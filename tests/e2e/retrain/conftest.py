@@ -34,8 +34,12 @@ FIRST_MODEL_ROWS = 1500
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("retrain-state")
+    # One model cache shared by every inference worker of this stack: a canary whose own artifact fails
+    # verification then falls back to the champion's verified copy and serves degraded answers.
+    shared_cache = {"inference": {"CACHE_DIR": str(state / "model-cache")}}
     with served_stack(
-        tmp_path_factory.mktemp("retrain-state"), FIRST_MODEL_ROWS, topology=RETRAIN_TOPOLOGY, alarm_interval_s=0.5
+        state, FIRST_MODEL_ROWS, topology=RETRAIN_TOPOLOGY, alarm_interval_s=0.5, env_overrides=shared_cache
     ) as local:
         yield local
 
