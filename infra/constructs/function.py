@@ -179,6 +179,21 @@ class DeclaredFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = LoopmlFunction(
-            self, "Handler", spec=spec, deployment=deployment, resources=resources, layers=layers
+            self,
+            "Handler",
+            spec=spec,
+            deployment=deployment,
+            resources=resources,
+            layers=layers,
+            defaults=self.environment_defaults(deployment),
+            overrides=self.environment_overrides(deployment),
         )
         api.add_routes(spec.routes, self.handler.alias)
+
+    def environment_defaults(self, deployment: Deployment) -> dict[str, str]:
+        """Variables set unless the declaration sets them."""
+        return {}
+
+    def environment_overrides(self, deployment: Deployment) -> dict[str, str]:
+        """Variables the deployment's context decides, over the declaration."""
+        return {}
