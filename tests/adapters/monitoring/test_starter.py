@@ -12,8 +12,8 @@ import pytest
 from moto import mock_aws
 
 from loopml.adapters.s3 import S3ObjectStore
+from loopml.adapters.stepfunctions import StepFunctionsStarter
 from loopml.errors import NotFound, VersionConflict
-from loopml.monitoring.adapters import StepFunctionsStarter
 from loopml.monitoring.models import TriggerAction, TriggerPolicy
 from loopml.monitoring.trigger import RetrainTrigger, execution_name, slot_start
 

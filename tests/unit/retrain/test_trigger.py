@@ -21,7 +21,9 @@ def test_execution_name_is_the_window() -> None:
 
 
 class FakeSfn:
-    def __init__(self, running: list[str], exists: bool = False) -> None:
+    """Running executions by name, with the model their input names."""
+
+    def __init__(self, running: dict[str, str], exists: bool = False) -> None:
         self.running = running
         self.exists = exists
         self.started: list[dict[str, Any]] = []
@@ -31,9 +33,13 @@ class FakeSfn:
 
         class Pages:
             def paginate(self, **_: Any) -> list[dict[str, Any]]:
-                return [{"executions": [{"name": n} for n in running]}]
+                return [{"executions": [{"name": n, "executionArn": f"arn:{n}"} for n in running]}]
 
         return Pages()
+
+    def describe_execution(self, executionArn: str) -> dict[str, str]:
+        name = executionArn.removeprefix("arn:")
+        return {"input": json.dumps({"model": self.running[name], "reason": "x"})}
 
     def start_execution(self, **kwargs: Any) -> dict[str, str]:
         if self.exists:
@@ -47,13 +53,19 @@ REQUEST = RetrainInput(model="default", reason="drift", canary_percent=20)
 
 
 def test_starts_with_the_window_name_and_only_given_fields() -> None:
-    sfn = FakeSfn(running=["default-x", "defaultish-20261125T1745", "other-20261125T1745"])
+    sfn = FakeSfn(running={"defaultish-20261125T1745": "defaultish", "other-drift-1": "other"})
     assert start_retraining(sfn, "arn:sm", REQUEST, NOW) == "arn:default-20261125T1800"
     assert json.loads(sfn.started[0]["input"]) == {"model": "default", "reason": "drift", "canary_percent": 20.0}
 
 
 @pytest.mark.parametrize(
-    "sfn", [FakeSfn(running=["default-20261125T1745"]), FakeSfn(running=[], exists=True)], ids=["running", "same"]
+    "sfn",
+    [
+        FakeSfn(running={"default-20261125T1745": "default"}),
+        FakeSfn(running={"default-drift-20261125T1200": "default"}),  # started by the drift function
+        FakeSfn(running={}, exists=True),
+    ],
+    ids=["running", "running-drift", "same"],
 )
 def test_refuses_a_second_run(sfn: FakeSfn) -> None:
     with pytest.raises(RetrainingInProgress):

@@ -8,8 +8,8 @@ from typing import Any
 
 from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
+from loopml.adapters.stepfunctions import StepFunctionsStarter
 from loopml.feedback.reader import CapturedRow, read_captured
-from loopml.monitoring.adapters import StepFunctionsStarter
 from loopml.monitoring.models import DriftSettings
 from loopml.monitoring.publish import EmfPublisher
 from loopml.monitoring.reports import ReportStore

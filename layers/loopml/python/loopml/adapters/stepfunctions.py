@@ -1,4 +1,8 @@
-"""Step Functions as the retraining starter: injected client in, domain errors out."""
+"""Step Functions as the retraining starter, for every trigger (drift, uploads, CLI, schedule).
+
+One view of "is a retraining of this model running": executions whose input names the model, whoever
+started them and whatever their name.
+"""
 
 from __future__ import annotations
 
