@@ -1,7 +1,8 @@
 """Retraining steps for the ``retrain`` state machine, and ``POST /approvals/{token}`` (IAM) for humans.
 
 Step Functions invokes this function with ``{"step": ..., "state": ...}``; API Gateway with a proxy
-event. Both are parsed, handed to ``RetrainWorkflow``, and the result returned.
+event; EventBridge with the status change of an execution that aborted or timed out (cleanup). Each is
+parsed, handed to ``RetrainWorkflow``, and the result returned.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopml.api import register_error_handlers
 from loopml.observability import logger, metrics, tracer
 from loopml.retrain import wiring
-from loopml.retrain.models import ApprovalDecision, RetrainSettings, StepRequest
+from loopml.retrain.models import ApprovalDecision, ExecutionStatusChange, RetrainSettings, StepRequest
 
 settings = RetrainSettings.load()
 workflow = wiring.workflow(settings)
@@ -36,4 +37,7 @@ def decide(token: str, body: ApprovalDecision) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "httpMethod" in event:
         return app.resolve(event, context)
+    if event.get("source") == "aws.states":  # an execution aborted or timed out: undo what it left
+        outcome = workflow.cleanup_ended(ExecutionStatusChange.model_validate(event))
+        return outcome.model_dump(mode="json") if outcome else {"ignored": event.get("detail", {}).get("name")}
     return workflow.run_step(StepRequest.model_validate(event))

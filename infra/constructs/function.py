@@ -148,6 +148,23 @@ class LoopmlFunction(Construct):
                     )
                 ],
             )
+        for watch in spec.execution_watches:
+            # Aborted or timed-out executions run no Catch: their status-change event runs the cleanup.
+            events.Rule(
+                self,
+                f"Watch{pascal(watch.state_machine)}",
+                rule_name=deployment.name(f"{spec.name}-watch-{watch.state_machine}"),
+                description=f"{spec.name}: {watch.state_machine} executions ending {', '.join(watch.statuses)}",
+                event_pattern=events.EventPattern(
+                    source=["aws.states"],
+                    detail_type=["Step Functions Execution Status Change"],
+                    detail={
+                        "status": list(watch.statuses),
+                        "stateMachineArn": [resources.state_machine(watch.state_machine).state_machine_arn],
+                    },
+                ),
+                targets=[targets.LambdaFunction(self.alias, retry_attempts=2)],
+            )
         self._suppress_findings()
 
     def _suppress_findings(self) -> None:

@@ -58,13 +58,22 @@ def test_template_matches_the_declaration(synth: Synth) -> None:
         name(n) for q in topology.queues for n in (q.name, dlq_name(q.name))
     }
     assert _routes(synth) == {(r.method, r.path) for f in topology.functions for r in f.routes}
+    rules = synth.resources("AWS::Events::Rule").values()
     assert {
         (r["Properties"]["Name"], rate_minutes(r["Properties"]["ScheduleExpression"]), r["Properties"]["State"])
-        for r in synth.resources("AWS::Events::Rule").values()
+        for r in rules
+        if "ScheduleExpression" in r["Properties"]
     } == {
         (name(f"{f.name}-{s.name}"), s.rate_minutes, "ENABLED" if s.enabled else "DISABLED")
         for f in topology.functions
         for s in f.schedules
+    }
+    assert {
+        (r["Properties"]["Name"], tuple(r["Properties"]["EventPattern"]["detail"]["status"]))
+        for r in rules
+        if "EventPattern" in r["Properties"]
+    } == {
+        (name(f"{f.name}-watch-{w.state_machine}"), w.statuses) for f in topology.functions for w in f.execution_watches
     }
     assert _names(synth, "AWS::StepFunctions::StateMachine", "StateMachineName") == {
         name(m.name) for m in topology.state_machines

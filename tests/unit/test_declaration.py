@@ -25,6 +25,7 @@ def test_every_sample_event_is_json_of_a_known_trigger_shape() -> None:
             "api": "httpMethod" in event and "requestContext" in event,
             "sqs": "Records" in event,
             "schedule": event.get("detail-type") == "Scheduled Event",
+            "execution status": event.get("detail-type") == "Step Functions Execution Status Change",
             "state machine": "step" in event or "model" in event,
         }
         assert any(shapes.values()), f"{path.relative_to(ROOT)} is not an API, SQS, schedule or workflow event"

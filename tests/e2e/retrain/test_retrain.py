@@ -252,6 +252,28 @@ def test_transient_error_is_retried_and_failures_clean_up(harness: Harness) -> N
     assert harness.store.list_keys(f"retrain/locks/{MODEL}.json") == []
 
 
+def test_aborted_run_is_cleaned_up(harness: Harness) -> None:
+    """An execution stopped mid-canary runs no Catch: its status-change event restores the champion."""
+    before, (primary_before, _) = harness.champion(), harness.alias()
+    name = run_name("aborted")
+    drill = {"model": MODEL, "reason": "abort drill", "bake_minutes": 2, "canary_percent": 20, "tolerance": 1.0}
+    arn = harness.start(name, drill | {"bias_tolerance": 1.0})  # past the gate: the canary is what matters here
+    try:
+        _wait_for_canary(harness)
+    except AssertionError:
+        raise AssertionError(str(harness.sfn.describe_execution(executionArn=arn))) from None
+    harness.sfn.stop_execution(executionArn=arn)
+
+    deadline = time.monotonic() + 30
+    while harness.alias()[1] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert harness.alias() == (primary_before, {})
+    assert harness.champion() == before
+    failed = [e for e in harness.history(name) if e.action == "failed"]
+    assert failed and failed[-1].reason.startswith("ExecutionAborted"), harness.history(name)
+    assert harness.store.list_keys(f"retrain/locks/{MODEL}.json") == []
+
+
 def test_concurrent_triggers_run_once(harness: Harness) -> None:
     from loopml.retrain.errors import RetrainingInProgress
     from loopml.retrain.models import RetrainInput

@@ -44,6 +44,12 @@ class FakeWorkflow:
         self.steps.append(request)
         return {"step": request.step}
 
+    def cleanup_ended(self, change: Any) -> Any:
+        self.steps.append(change)
+        from loopml.retrain.models import Outcome
+
+        return Outcome(outcome="failed", model="default", reason=f"Execution{change.detail.status}")
+
 
 Context = partial(StubContext, "retrain", memory_mb=3008, timeout_s=900)
 
@@ -82,3 +88,17 @@ def test_approval_body_is_validated(app: ModuleType) -> None:
     response = app.handler(event, Context())
     assert response["statusCode"] == 422
     assert "decision" in response["body"]
+
+
+def test_an_aborted_execution_goes_to_the_cleanup(app: ModuleType) -> None:
+    event = json.loads((EVENTS / "execution_aborted.json").read_text())
+    assert app.handler(event, Context()) == {
+        "outcome": "failed",
+        "model": "default",
+        "version": None,
+        "champion_version": None,
+        "reason": "ExecutionABORTED",
+    }
+    change = app.workflow.steps[0]
+    assert change.detail.name == "default-20261125T1800"
+    assert json.loads(change.detail.input)["model"] == "default"

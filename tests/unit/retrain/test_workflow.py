@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from loopml import datasets
 from loopml.errors import ConfigurationError, IntegrityError, InvalidInput
 from loopml.retrain.errors import RetrainingInProgress
-from loopml.retrain.models import ApprovalDecision, VersionMetrics
+from loopml.retrain.models import ApprovalDecision, ExecutionStatusChange, VersionMetrics
 from tests.unit.retrain.conftest import BASE_KEY, MODEL, World, captured_rows
 
 LENIENT = {"tolerance": 0.5}
@@ -188,3 +189,37 @@ def test_tampered_snapshot_is_refused(world: World) -> None:
 def test_malformed_state_is_named(world: World) -> None:
     with pytest.raises(InvalidInput, match="step prepare: the execution state is malformed: run"):
         world.step("prepare", {"model": MODEL}, "dataset")
+
+
+def _status_change(name: str, status: str, given: dict) -> ExecutionStatusChange:
+    return ExecutionStatusChange.model_validate(
+        {
+            "source": "aws.states",
+            "detail-type": "Step Functions Execution Status Change",
+            "detail": {
+                "executionArn": f"arn:aws:states:us-east-1:123456789012:execution:retrain:{name}",
+                "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:retrain",
+                "name": name,
+                "status": status,
+                "input": json.dumps(given),
+            },
+        }
+    )
+
+
+def test_an_aborted_canary_is_cleaned_up_from_its_markers(world: World) -> None:
+    state = _deployed(world)
+    assert world.alias.routing()[1]  # the canary is taking traffic
+    given = {"model": MODEL, "reason": state["run"]["reason"]}
+    outcome = world.workflow.cleanup_ended(_status_change("run-1", "ABORTED", given))
+    assert outcome is not None and outcome.outcome == "failed"
+    assert outcome.reason.startswith("ExecutionAborted")
+    assert world.alias.routing() == ("1", {})
+    assert world.metrics.alarms == set()
+    assert _actions(world, "run-1")[-1] == "failed"
+    assert world.workflow.lock.current(MODEL) is None
+
+
+def test_an_ended_execution_that_is_not_a_retraining_is_ignored(world: World) -> None:
+    assert world.workflow.cleanup_ended(_status_change("other", "TIMED_OUT", {"hello": "world"})) is None
+    assert world.alias.routes == []

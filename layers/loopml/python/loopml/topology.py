@@ -65,6 +65,17 @@ class Notification(BaseModel, frozen=True):
     suffix: str = ""
 
 
+class ExecutionWatch(BaseModel, frozen=True):
+    """Invoke the function when an execution of a declared state machine ends without its own cleanup.
+
+    ABORTED and TIMED_OUT executions run no Catch: EventBridge's "Step Functions Execution Status
+    Change" events (in the cloud) or the local stack's watcher deliver them to the function instead.
+    """
+
+    state_machine: str
+    statuses: tuple[Literal["ABORTED", "TIMED_OUT", "FAILED", "SUCCEEDED"], ...] = ("ABORTED", "TIMED_OUT")
+
+
 class BucketSpec(BaseModel, frozen=True):
     name: str
     notifications: tuple[Notification, ...] = ()
@@ -110,6 +121,7 @@ class FunctionSpec(BaseModel, frozen=True):
     routes: tuple[Route, ...] = ()
     event_sources: tuple[EventSource, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    execution_watches: tuple[ExecutionWatch, ...] = ()
     alias: str = "live"
 
 
@@ -267,6 +279,7 @@ TOPOLOGY = Topology(
                 Grant(kind="state_machine", name="retrain", access="respond"),  # approvals: task tokens
             ),
             routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
+            execution_watches=(ExecutionWatch(state_machine="retrain"),),  # aborted runs: champion restored
         ),
         FunctionSpec(
             name="drift",

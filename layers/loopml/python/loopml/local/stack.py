@@ -43,6 +43,7 @@ from loopml.local.moto_server import MotoServer
 from loopml.local.pollers import SqsPoller
 from loopml.local.runtime import CodeStore, InvokeResult, Runtime, WorkerStats
 from loopml.local.schedules import Scheduler
+from loopml.local.watches import ExecutionWatcher
 from loopml.topology import TOPOLOGY, Topology, physical_name
 
 _PACKAGE_DIR = Path(loopml.__file__).resolve().parent
@@ -143,6 +144,7 @@ class LocalStack:
         self._deployer: Deployer | None = None
         self._api: ApiGateway | None = None
         self._scheduler: Scheduler | None = None
+        self._watcher: ExecutionWatcher | None = None
         self._pollers: list[SqsPoller] = []
         self._snapshot_lock = threading.Lock()
         self._stop_snapshots = threading.Event()
@@ -251,6 +253,16 @@ class LocalStack:
             log=self._function_log,
         )
         self._scheduler.start()
+        self._watcher = ExecutionWatcher(
+            self.client("stepfunctions"),
+            self.topology,
+            self.deployment.state_machines,
+            self._invoke_alias,
+            self.region,
+            ACCOUNT_ID,
+            log=self._function_log,
+        )
+        self._watcher.start()
         try:
             self._api = ApiGateway(
                 self.topology,
@@ -289,6 +301,9 @@ class LocalStack:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         for poller in self._pollers:
             poller.stop()
         self._pollers = []

@@ -268,6 +268,24 @@ class RetrainState(BaseModel, extra="ignore"):
     error: TaskError | None = None
 
 
+class ExecutionDetail(BaseModel, extra="ignore"):
+    executionArn: str
+    stateMachineArn: str
+    name: str
+    status: Literal["ABORTED", "TIMED_OUT", "FAILED", "SUCCEEDED", "RUNNING", "PENDING_REDRIVE"]
+    input: str | None = None
+
+
+class ExecutionStatusChange(BaseModel):
+    """EventBridge's "Step Functions Execution Status Change": how an aborted run reaches its cleanup."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    source: Literal["aws.states"]
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionDetail
+
+
 class StepRequest(BaseModel, extra="forbid"):
     """The payload every Task state sends the retrain function."""
 

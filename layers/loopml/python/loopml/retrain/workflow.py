@@ -15,6 +15,7 @@ Lifecycle of the inference function's alias ``live`` during a run::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -48,12 +49,14 @@ from loopml.retrain.models import (
     Challenger,
     DatasetSnapshot,
     Evaluation,
+    ExecutionStatusChange,
     OnlineAccuracy,
     Outcome,
     Registered,
     RetrainState,
     RunConfig,
     StepRequest,
+    TaskError,
     Verdict,
 )
 from loopml.schema import to_matrix
@@ -458,6 +461,22 @@ class RetrainWorkflow:
             reason=reason,
         )
 
+    def cleanup_ended(self, change: ExecutionStatusChange) -> Outcome | None:
+        """An execution aborted or timed out (no Catch ran): the same cleanup, from its input and markers.
+
+        Returns None for an execution whose input is not a retraining input (nothing of ours to undo).
+        """
+        detail = change.detail
+        try:
+            run = RunConfig.from_input(json.loads(detail.input or "{}"), detail.name, self._clock())
+        except (InvalidInput, ValueError):
+            logger.warning("ended execution is not a retraining run", extra={"execution": detail.executionArn})
+            return None
+        error = TaskError.model_validate(
+            {"Error": f"Execution{detail.status.title().replace('_', '')}", "Cause": f"execution {detail.name}"}
+        )
+        return self.cleanup(RetrainState(run=run, error=error))
+
     def cleanup(self, state: RetrainState) -> Outcome:
         """After any failure: the champion alone behind ``live``, the failure in the history, lock freed."""
         run = state.run
@@ -469,9 +488,9 @@ class RetrainWorkflow:
         if canary is not None:
             self.alias.route(canary.champion_lambda_version)
             self.metrics.delete_alarms(canary.alarms or self.metrics.alarm_names(run.model, canary.model_version))
-        elif state.registered is not None:
+        else:  # no canary recorded: a deploy interrupted between routing and recording it, or none at all
             primary, weights = self.alias.routing()
-            if weights:  # the deploy step failed between routing and recording the canary
+            if weights:
                 self.alias.route(primary)
         champion = state.dataset.champion_version if state.dataset else None
         version = state.registered.version if state.registered else None
