@@ -291,9 +291,10 @@ def run(state_dir: Path | None = None) -> int:
     report = state / "demo-report.html"
     write_report(report, rounds, versions, timeline)
     print("\n" + _table(versions))
-    print("\ntraffic split of alias live over time:")
+    print()
     for outcome in rounds:
         print(f"{outcome['name']}: {outcome['outcome']} in {outcome['seconds']:.0f}s")
+    print("\ntraffic split of alias live over time:")
     for at, split in timeline.points:
         print(f"  {at:6.1f}s  " + ", ".join(f"{v} {s:.0%}" for v, s in sorted(split.items())))
     print(f"\n{traffic.sent} predictions, {traffic.labelled} labels, {traffic.errors} failed requests")
