@@ -22,10 +22,10 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import joblib
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, VersionConflict
 from loopml.schema import FeatureSchema
@@ -97,6 +97,17 @@ def validate_model_name(model: str) -> str:
             [{"loc": ["model"], "msg": "invalid model name", "type": "value_error"}],
         )
     return model
+
+
+def _model_name_field(value: str) -> str:
+    try:
+        return validate_model_name(value)
+    except InvalidInput as exc:  # inside a pydantic model: a ValueError becomes a 422 naming the field
+        raise ValueError(str(exc)) from None
+
+
+ModelName = Annotated[str, AfterValidator(_model_name_field)]
+"""A model name as a pydantic field: request and state machine inputs validate it like the registry."""
 
 
 def library_versions() -> dict[str, str]:

@@ -28,7 +28,7 @@ from loopml.drift import (
 )
 from loopml.errors import InvalidInput
 from loopml.feedback.layout import utc
-from loopml.registry import validate_model_name
+from loopml.registry import ModelName
 from loopml.settings import FunctionSettings
 
 MAX_WINDOW_HOURS = 31 * 24
@@ -111,19 +111,11 @@ def layered_config(settings: DriftSettings, *overrides: dict[str, Any]) -> Monit
 class EvaluateRequest(BaseModel, extra="forbid"):
     """``POST /drift/evaluate`` body, a Step Functions task input, or what the schedule evaluates."""
 
-    model: str
+    model: ModelName
     model_version: int | None = Field(default=None, ge=1, description="default: the serving (champion) version")
     start: datetime | None = Field(default=None, description="default: end - window_hours")
     end: datetime | None = Field(default=None, description="default: now")
     config: MonitoringConfig | None = Field(default=None, description="overrides for this run only")
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        try:
-            return validate_model_name(value)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("start", "end")
     @classmethod

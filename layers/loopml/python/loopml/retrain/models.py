@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loopml.errors import InvalidInput
-from loopml.registry import DataLineage, validate_model_name
+from loopml.registry import DataLineage, ModelName
 from loopml.settings import FunctionSettings
 from loopml.training import TrainingParams
 
@@ -65,7 +65,7 @@ class CanaryPolicy(BaseModel, extra="forbid"):
 class RetrainInput(BaseModel, extra="forbid"):
     """The state machine's input; ``start`` validates it and every later step reads ``run``."""
 
-    model: str
+    model: ModelName
     reason: str = Field(min_length=1, max_length=500)
     data_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
     approval: bool = False
@@ -80,14 +80,6 @@ class RetrainInput(BaseModel, extra="forbid"):
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
     feedback_days: int = Field(default=30, ge=0, le=365)
     canary_policy: CanaryPolicy = CanaryPolicy()
-
-    @field_validator("model")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        try:
-            return validate_model_name(value)
-        except InvalidInput as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("params")
     @classmethod
