@@ -27,12 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from loopml.local.runtime import InvokeResult
-from loopml.local.server import LoopbackServer
+from loopml.local.server import LoopbackHandler, LoopbackServer
 from loopml.topology import Auth, Topology
 
 API_ID = "local0api"
@@ -235,25 +234,8 @@ def _proxy_response(payload: bytes) -> tuple[int, list[tuple[str, str]], bytes] 
     return status, headers, data
 
 
-class _ApiHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed ACK
+class _ApiHandler(LoopbackHandler):
     api: ApiGateway
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str = "") -> None:
         self.send_response(status)
@@ -277,7 +259,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         self._send(status, headers, json.dumps({"message": message}).encode())
 
     def _handle(self) -> None:
-        body = self._body()
+        body = self.read_body()
         split = urlsplit(self.path)
         path = split.path if split.path == "/" else split.path.rstrip("/")
         api = self.api

@@ -18,12 +18,11 @@ import http.client
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from loopml.local.runtime import FunctionNotFound, Runtime
-from loopml.local.server import LoopbackServer
+from loopml.local.server import LoopbackHandler, LoopbackServer
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
 _CODE_UPLOADS = (
@@ -78,28 +77,8 @@ class FrontDoor(LoopbackServer):
         self.pool.submit(run)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed ACK
+class _Handler(LoopbackHandler):
     front_door: FrontDoor
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -111,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _handle(self) -> None:
-        body = self._body()
+        body = self.read_body()
         split = urlsplit(self.path)
         invoke = _INVOKE.match(split.path) if self.command == "POST" else None
         if invoke and _service(self.headers) in ("lambda", ""):

@@ -8,6 +8,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """What both servers' request handlers share: keep-alive, no Nagle delay, quiet logs, body reading."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed ACK
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def read_body(self) -> bytes:
+        """The request body, chunked (as botocore streams some uploads) or by Content-Length."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+
 class LoopbackServer:
     """A ``ThreadingHTTPServer`` plus the serving thread and worker pool it owns.
 
