@@ -22,18 +22,26 @@ from loopml.local.runtime import InvokeResult
 from loopml.topology import Schedule, Topology
 
 
-def scheduled_event(rule_name: str, region: str, account_id: str) -> dict[str, Any]:
+def eventbridge_event(
+    detail_type: str, source: str, region: str, account_id: str, resources: list[str], detail: dict[str, Any]
+) -> dict[str, Any]:
+    """The envelope EventBridge puts around every event it delivers to a target."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
+        "detail-type": detail_type,
+        "source": source,
         "account": account_id,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
-        "resources": [f"arn:aws:events:{region}:{account_id}:rule/{rule_name}"],
-        "detail": {},
+        "resources": resources,
+        "detail": detail,
     }
+
+
+def scheduled_event(rule_name: str, region: str, account_id: str) -> dict[str, Any]:
+    rule = f"arn:aws:events:{region}:{account_id}:rule/{rule_name}"
+    return eventbridge_event("Scheduled Event", "aws.events", region, account_id, [rule], {})
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from loopml.local.runtime import InvokeResult
+from loopml.local.schedules import eventbridge_event
 from loopml.topology import Topology
 
 
@@ -24,26 +24,20 @@ def status_change_event(execution: dict[str, Any], region: str, account_id: str)
     def millis(value: Any) -> int | None:
         return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
 
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": account_id,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [execution["executionArn"]],
-        "detail": {
-            "executionArn": execution["executionArn"],
-            "stateMachineArn": execution["stateMachineArn"],
-            "name": execution["name"],
-            "status": execution["status"],
-            "startDate": millis(execution.get("startDate")),
-            "stopDate": millis(execution.get("stopDate")),
-            "input": execution.get("input"),
-            "output": execution.get("output"),
-        },
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": millis(execution.get("startDate")),
+        "stopDate": millis(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
     }
+    resources = [execution["executionArn"]]
+    return eventbridge_event(
+        "Step Functions Execution Status Change", "aws.states", region, account_id, resources, detail
+    )
 
 
 class ExecutionWatcher:
