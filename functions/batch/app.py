@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopml.batch import wiring
 from loopml.batch.models import BatchSettings
+from loopml.events import require_sqs
 from loopml.observability import logger, metrics, tracer
 from loopml.uploads import parse_notification
 
@@ -38,4 +39,4 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(process_partial_response(event, record_handler, processor, context))
+    return dict(process_partial_response(require_sqs("batch", event), record_handler, processor, context))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import register_error_handlers
+from loopml.api import api_resolver, resolve
+from loopml.events import is_api
 from loopml.monitoring import wiring
 from loopml.monitoring.models import DriftSettings, EvaluateRequest, is_scheduled, parse_invocation
 from loopml.observability import logger, metrics, tracer
@@ -23,8 +23,7 @@ from loopml.observability import logger, metrics, tracer
 settings = DriftSettings.load()
 monitor = wiring.monitor(settings, metrics, logger)
 
-app = APIGatewayRestResolver(enable_validation=True)
-register_error_handlers(app)
+app = api_resolver()
 
 
 @app.post("/drift/evaluate")
@@ -41,8 +40,8 @@ def latest(model: Annotated[str, Query()], model_version: Annotated[int | None, 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "httpMethod" in event:
-        return app.resolve(event, context)
+    if is_api(event):
+        return resolve(app, "drift", event, context)
     if is_scheduled(event):
         return monitor.scheduled(settings.model_name)
     return monitor.evaluate(parse_invocation(event)).summary.model_dump(mode="json")

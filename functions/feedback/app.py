@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import register_error_handlers
+from loopml.api import api_resolver, resolve
+from loopml.events import is_api, require_sqs
 from loopml.feedback import wiring
 from loopml.feedback.erasure import erase_subject
 from loopml.feedback.models import (
@@ -34,8 +35,7 @@ settings = FeedbackSettings.load()
 parts = wiring.build(settings)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-app = APIGatewayRestResolver(enable_validation=True)
-register_error_handlers(app)
+app = api_resolver()
 
 
 def _accepted(body: Any) -> Response[str]:
@@ -79,6 +79,6 @@ def consume(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "Records" in event:
-        return consume(event, context)
-    return app.resolve(event, context)
+    if is_api(event):
+        return resolve(app, "feedback", event, context)
+    return consume(require_sqs("feedback", event), context)

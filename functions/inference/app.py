@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import enable_swagger_on_demand, register_error_handlers
+from loopml.api import api_resolver, enable_swagger_on_demand, resolve
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
 from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest
@@ -24,8 +24,7 @@ capture = wiring.capture_buffer(settings)
 hash_subject = subject_hasher(settings.subject_key, settings.subject_key_secret_arn)
 wiring.warm_up(service)
 
-app = APIGatewayRestResolver(enable_validation=True)
-register_error_handlers(app)
+app = api_resolver()
 
 
 @app.post("/predict", responses=PREDICT_RESPONSES)
@@ -64,6 +63,6 @@ def openapi() -> Response[str]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     enable_swagger_on_demand(app, event, "loopml inference")
     try:
-        return app.resolve(event, context)
+        return resolve(app, "inference", event, context)
     finally:
         invocation_finished()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import register_error_handlers
+from loopml.api import api_resolver, resolve
+from loopml.events import is_api, is_eventbridge
 from loopml.observability import logger, metrics, tracer
 from loopml.retrain import wiring
 from loopml.retrain.models import ApprovalDecision, ExecutionStatusChange, RetrainSettings, StepRequest
@@ -20,8 +20,7 @@ from loopml.retrain.models import ApprovalDecision, ExecutionStatusChange, Retra
 settings = RetrainSettings.load()
 workflow = wiring.workflow(settings)
 
-app = APIGatewayRestResolver(enable_validation=True)
-register_error_handlers(app)
+app = api_resolver()
 
 
 @app.post("/approvals/<token>")
@@ -35,9 +34,9 @@ def decide(token: str, body: ApprovalDecision) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "httpMethod" in event:
-        return app.resolve(event, context)
-    if event.get("source") == "aws.states":  # an execution aborted or timed out: undo what it left
+    if is_api(event):
+        return resolve(app, "retrain", event, context)
+    if is_eventbridge(event, "aws.states"):  # an execution aborted or timed out: undo what it left
         outcome = workflow.cleanup_ended(ExecutionStatusChange.model_validate(event))
         return outcome.model_dump(mode="json") if outcome else {"ignored": event.get("detail", {}).get("name")}
-    return workflow.run_step(StepRequest.model_validate(event))
+    return workflow.run_step(StepRequest.parse(event))

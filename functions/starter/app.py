@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loopml.events import require_sqs
 from loopml.observability import logger, metrics, tracer
 from loopml.starter import wiring
 from loopml.starter.models import StarterSettings
@@ -37,6 +38,6 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "Records" in event:
-        return dict(process_partial_response(event, record_handler, processor, context))
+    if isinstance(event, dict) and "Records" in event:
+        return dict(process_partial_response(require_sqs("starter", event), record_handler, processor, context))
     return starter.scheduled(event)

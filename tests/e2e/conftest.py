@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from loopml.local.apigw import ADMIN_TOKEN_HEADER
 from loopml.local.stack import LocalStack
 from loopml.local.up import Progress, ensure_first_model, http_json
 
@@ -34,7 +35,8 @@ def served_stack(state_dir: Path, first_model_rows: int, **options: Any) -> Iter
 
 
 def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    return http_json(method, stack.api_url + path, body)
+    """One JSON request; admin routes get the stack's admin token, as an operator would send it."""
+    return http_json(method, stack.api_url + path, body, headers={ADMIN_TOKEN_HEADER: stack.admin_token})
 
 
 def wait_for(

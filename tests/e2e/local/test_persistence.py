@@ -7,11 +7,18 @@ import time
 import pytest
 
 from loopml.local import LocalStack, reset
-from loopml.topology import BucketSpec, QueueSpec, Topology
+from loopml.topology import BucketSpec, QueueSpec, TableSpec, Topology
 
 pytestmark = pytest.mark.e2e
 
-TOPOLOGY = Topology(buckets=(BucketSpec(name="models"),), queues=(QueueSpec(name="jobs"),), functions=())
+TOPOLOGY = Topology(
+    buckets=(BucketSpec(name="models"),),
+    queues=(QueueSpec(name="jobs"),),
+    tables=(TableSpec(name="things"),),
+    functions=(),
+)
+TABLE = "loopml-p-things"
+ITEM = {"id": {"S": "subject-1"}, "opted_out": {"BOOL": True}, "n": {"N": "3"}, "blob": {"B": b"\x00\xff"}}
 BUCKET = "loopml-p-models"
 ODD_KEY = "odd//./../name with spaces%.bin"
 
@@ -39,6 +46,9 @@ def test_state_survives_stop_and_start_then_reset_clears_it(tmp_path):
         s3.delete_object(Bucket=BUCKET, Key="gone.txt")
         s3.create_bucket(Bucket="made-at-runtime")
         s3.put_object(Bucket="made-at-runtime", Key="k", Body=b"v")
+        first.client("dynamodb").put_item(TableName=TABLE, Item=ITEM)
+        first.client("dynamodb").put_item(TableName=TABLE, Item={"id": {"S": "gone"}})
+        first.client("dynamodb").delete_item(TableName=TABLE, Key={"id": {"S": "gone"}})
         sqs.send_message(QueueUrl=first.queue_url("jobs"), MessageBody="pending-1")
         sqs.send_message(
             QueueUrl=first.queue_url("jobs"),
@@ -65,9 +75,11 @@ def test_state_survives_stop_and_start_then_reset_clears_it(tmp_path):
         assert sorted(m["Body"] for m in messages) == ["pending-1", "pending-2"]
         kinds = {m["Body"]: m.get("MessageAttributes", {}).get("kind", {}).get("StringValue") for m in messages}
         assert kinds == {"pending-1": None, "pending-2": "retrain"}
+        assert second.client("dynamodb").scan(TableName=TABLE)["Items"] == [ITEM]
 
     assert (tmp_path / "s3" / BUCKET / "registry" / "v1" / "model.joblib").exists()
     reset(tmp_path)
     assert not (tmp_path / "s3").exists()
     assert not (tmp_path / "sqs").exists()
+    assert not (tmp_path / "dynamodb").exists()
     assert not (tmp_path / "code").exists()

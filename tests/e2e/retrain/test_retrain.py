@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from loopml import datasets
+from loopml.local.apigw import ADMIN_TOKEN_HEADER
 from tests.e2e.retrain.conftest import MODEL, Harness, run_name
 
 pytestmark = pytest.mark.e2e
@@ -158,7 +159,7 @@ def _post(harness: Harness, path: str, body: dict[str, Any]) -> tuple[int, dict[
     request = urllib.request.Request(
         harness.stack.api_url + path,
         data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", ADMIN_TOKEN_HEADER: harness.stack.admin_token},
         method="POST",
     )
     try:

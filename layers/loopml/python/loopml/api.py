@@ -1,11 +1,19 @@
-"""What every API function shares: error mapping from domain errors to HTTP, and JSON helpers.
+"""What every API function shares: the request boundary, error mapping from domain errors to HTTP.
 
-Bad input is the caller's to fix, so it is answered with a 4xx that names each field; only our own
-faults are 5xx, and those never echo internals.
+Bad input is the caller's to fix, so it is answered with a 4xx that names it; only our own faults are
+5xx, and those never echo internals. Before any route runs, ``resolve`` checks what a parser would
+otherwise trip over: the event's shape, the media type (415), the body's size (413) and encoding (400,
+UTF-8 only, as RFC 8259 asks); the body is then parsed once by ``strict_json`` with limits on nesting and
+number size (400), and strings that cannot be stored (lone surrogates) are refused with the field named
+(422).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -13,6 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from loopml.errors import (
+    BadRequest,
     ConfigurationError,
     InsufficientData,
     IntegrityError,
@@ -23,10 +32,143 @@ from loopml.errors import (
     TransientError,
     VersionConflict,
 )
+from loopml.events import is_api, unsupported
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
 SWAGGER_PATH = "/swagger"
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway could not send more
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 40  # longer integers are nobody's data; Python would parse 4,300 digits
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BadRequest(f"request body has a number of {len(text)} digits; at most {MAX_NUMBER_DIGITS} are allowed")
+    return int(text)
+
+
+def _depth_ok(value: Any, limit: int) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                raise _TooDeep
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _lone_surrogate(value: Any, loc: tuple[Any, ...] = ("body",)) -> tuple[Any, ...] | None:
+    """The location of the first string (key or value) that UTF-8 cannot encode, if any."""
+    stack = [(value, loc)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, (*where, key)))
+                stack.append((child, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*where, index)) for index, child in enumerate(item))
+    return None
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` for request bodies: bounded nesting and numbers, storable strings.
+
+    ``NaN`` and ``Infinity`` still parse (as Python does) so that field validation names the field in
+    a 422; a float too large for a double becomes infinity the same way.
+    """
+    try:
+        value = json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    try:
+        _depth_ok(value, MAX_JSON_DEPTH)
+    except _TooDeep:
+        raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    if _SURROGATE_ESCAPE.search(text):
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise InvalidInput(
+                "request body has a string that is not valid Unicode (a lone surrogate)",
+                [{"loc": list(where), "msg": "string is not valid Unicode (lone surrogate)", "type": "string_unicode"}],
+            )
+    return value
+
+
+def _media_type(event: dict[str, Any]) -> tuple[str, str | None]:
+    headers = event.get("headers") or {}
+    raw = next((str(v) for k, v in headers.items() if str(k).lower() == "content-type"), "")
+    media, _, params = raw.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media.strip().lower(), charset
+
+
+def check_request(event: dict[str, Any]) -> None:
+    """Media type, size and encoding of the body; leaves ``event["body"]`` as text for the resolver."""
+    body = event.get("body")
+    if body is None or event.get("httpMethod") not in _BODY_METHODS:
+        return
+    if not isinstance(body, str):
+        raise BadRequest("request body must be text")
+    media, charset = _media_type(event)
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise BadRequest(f"unsupported media type {media!r}: send application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+    if charset not in (None, "utf-8", "utf8"):
+        raise BadRequest(f"unsupported charset {charset!r}: send UTF-8 JSON", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"request body is over {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if event.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("request body is marked base64 but is not valid base64") from None
+        try:
+            event["body"] = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
+        event["isBase64Encoded"] = False
+
+
+def api_resolver() -> APIGatewayRestResolver:
+    """The resolver every API function uses: validation on, strict body parsing, our error mapping."""
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json)
+    register_error_handlers(app)
+    return app
+
+
+def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any) -> dict[str, Any]:
+    """Checks the event and its body, then routes it; a bad body is answered here, not by a route."""
+    if not is_api(event):
+        raise unsupported(function, "API Gateway REST proxy events", event)
+    try:
+        check_request(event)
+    except BadRequest as exc:
+        response = error_response(HTTPStatus(exc.status), str(exc))
+        return {
+            "statusCode": response.status_code,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps(response.body),
+            "isBase64Encoded": False,
+        }
+    resolved: dict[str, Any] = app.resolve(event, context)
+    return resolved
 
 
 def enable_swagger_on_demand(app: APIGatewayRestResolver, event: dict[str, Any], title: str) -> None:
@@ -66,6 +208,10 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         return error_response(
             HTTPStatus.UNPROCESSABLE_ENTITY, "request validation failed", detail=_field_errors(errors)
         )
+
+    @app.exception_handler(BadRequest)
+    def _bad_request(exc: BadRequest) -> Response[Any]:
+        return error_response(HTTPStatus(exc.status), str(exc))
 
     @app.exception_handler(InvalidInput)
     def _invalid(exc: InvalidInput) -> Response[Any]:

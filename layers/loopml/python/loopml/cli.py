@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, default=LOCAL_API_PORT)
     up.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT)
     up.add_argument("--api-key", default=None, help="require this x-api-key on api_key routes (default: off)")
+    up.add_argument(
+        "--admin-token",
+        default=None,
+        help="the x-loopml-admin-token that admin routes (erasure, approvals) require "
+        "(default: generated once, kept in STATE_DIR/secrets/admin-token)",
+    )
     up.add_argument("--exit-after-start", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(run=_local_up)
     reset = local_sub.add_parser("reset", help="delete all local state (models, captured data, history)")
@@ -261,6 +267,7 @@ def _local_up(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         aws_port=args.aws_port,
         api_key=args.api_key,
+        admin_token=args.admin_token,
         stop=stop,
         exit_after_start=args.exit_after_start,
     )

@@ -6,6 +6,7 @@ API maps them to status codes. Rename one only together with the state machine d
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -23,6 +24,13 @@ class InvalidInput(LoopmlError):
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+def invalid_input(what: str, errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
+    """One ``InvalidInput`` naming every bad field of a pydantic ``ValidationError.errors()`` list."""
+    details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    summary = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in details)
+    return InvalidInput(f"invalid {what}: {summary}", details)
 
 
 class NotFound(LoopmlError):
@@ -51,3 +59,17 @@ class TransientError(LoopmlError):
 
 class InsufficientData(LoopmlError):
     """Too few rows, or a class is missing, to train or evaluate honestly."""
+
+
+class UnsupportedEvent(LoopmlError):
+    """A function was invoked with an event of a shape it does not serve (an SQS batch sent to an API
+    function, a raw S3 event sent to a queue consumer, ...). Never retried: the same event fails again."""
+
+
+class BadRequest(LoopmlError):
+    """An HTTP request the API cannot read at all (encoding, media type, size, nesting): answered with
+    ``status`` (400, 413 or 415) before any field is validated."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -5,21 +5,25 @@ Routes come from every function's ``spec.routes``; path templates use ``{param}`
 Each request becomes the proxy event API Gateway sends and is invoked on the function's alias through
 the local runtime (alias weights honoured); the proxy response is mapped back.
 
-Answers that mimic API Gateway: unknown route or method -> 403 ``{"message": "Missing Authentication
-Token"}``; handler error or malformed proxy response -> 502 ``{"message": "Internal server error"}``;
-no answer within ``integration_timeout_s`` (29 s) -> 504 ``{"message": "Endpoint request timed out"}``.
+Answers that mimic API Gateway, always JSON: unknown route or method (TRACE and made-up verbs
+included) -> 403 ``{"message": "Missing Authentication Token"}``; a request whose Lambda event would
+pass Lambda's 6 MB payload limit -> 413 ``{"message": "Request Too Long"}``; a request line or header
+that HTTP cannot parse -> 400; handler error or malformed proxy response -> 502 ``{"message": "Internal
+server error"}``; no answer within ``integration_timeout_s`` (29 s) -> 504 ``{"message": "Endpoint
+request timed out"}``.
 
 Auth, locally: with ``api_key`` set, routes declared ``auth="api_key"`` need header ``x-api-key`` with
 that value (else 403 ``{"message": "Forbidden"}``); without it they are open, the default. Routes
-declared ``auth="iam"`` need SigV4 on AWS; locally, with ``admin_token`` set they need header
-``x-loopml-admin-token`` with that value (else 403 ``Missing Authentication Token``); without it they
-are open. The stage is not part of the local URL (``http://127.0.0.1:3000/predict``) but is reported in
-``requestContext.stage`` and ``requestContext.path``.
+declared ``auth="iam"`` need SigV4 on AWS; locally they need header ``x-loopml-admin-token`` with the
+stack's admin token (else 403 ``Missing Authentication Token``), always. The stage is not part of the
+local URL (``http://127.0.0.1:3000/predict``) but is reported in ``requestContext.stage`` and
+``requestContext.path``.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import uuid
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -35,6 +40,7 @@ from loopml.local.server import LoopbackHandler, LoopbackServer
 from loopml.topology import Auth, Topology
 
 API_ID = "local0api"
+MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 ADMIN_TOKEN_HEADER = "x-loopml-admin-token"  # noqa: S105 - a header name
 
 
@@ -104,9 +110,11 @@ class ApiGateway(LoopbackServer):
         stage: str = "local",
         account_id: str = "123456789012",
         api_key: str | None = None,
-        admin_token: str | None = None,
+        admin_token: str = "",
         integration_timeout_s: float = 29.0,
     ) -> None:
+        if not admin_token:
+            raise ValueError("the API emulator needs an admin token: admin routes are never open")
         self.routes = routes_of(topology)
         self.invoke = invoke
         self.stage = stage
@@ -271,10 +279,8 @@ class _ApiHandler(LoopbackHandler):
         if route.auth == "api_key" and api.api_key is not None and self.headers.get("x-api-key") != api.api_key:
             self._message(403, "Forbidden")
             return
-        if (
-            route.auth == "iam"
-            and api.admin_token is not None
-            and self.headers.get(ADMIN_TOKEN_HEADER) != api.admin_token
+        if route.auth == "iam" and not hmac.compare_digest(
+            self.headers.get(ADMIN_TOKEN_HEADER, "").encode(), api.admin_token.encode()
         ):
             self._message(403, "Missing Authentication Token")
             return
@@ -291,6 +297,9 @@ class _ApiHandler(LoopbackHandler):
             route, params, self.command, path, split.query, header_pairs, body, self.client_address[0]
         )
         payload = json.dumps(event).encode()
+        if len(payload) > MAX_EVENT_BYTES:
+            self._message(413, "Request Too Long")
+            return
         future = api.pool.submit(api.invoke, route.function, payload)
         try:
             result = future.result(timeout=api.integration_timeout_s)
@@ -309,7 +318,23 @@ class _ApiHandler(LoopbackHandler):
         status, headers, data = mapped
         self._send(status, headers, data, event["requestContext"]["requestId"])
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+    def __getattr__(self, name: str) -> Any:
+        """Every verb reaches ``_handle`` (TRACE, made-up ones): API Gateway answers them, never with HTML."""
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, oversized headers) as JSON, like API Gateway."""
+        self.close_connection = True
+        body = json.dumps({"message": message or HTTPStatus(code).phrase}).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 _ERROR_TYPES = {

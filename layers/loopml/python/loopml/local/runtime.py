@@ -50,7 +50,7 @@ class CodeStore:
     """Deployed zips keyed by SHA-256, each extracted once into its own folder."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 

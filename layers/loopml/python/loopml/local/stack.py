@@ -7,16 +7,15 @@ the ``with`` block, or Ctrl-C in the CLI) stops them in reverse order. CloudWatc
 on AWS (``AWS/Lambda`` metrics per invoke, Embedded Metric Format lines) and metric alarms are evaluated
 locally every ``alarm_interval_s`` (see ``metrics`` and ``alarms``).
 
-Persistence: moto keeps everything in memory, so S3 objects (models, captured data, registry, history)
-are copied to ``state_dir/s3/<bucket>/<key>`` on stop and every ``snapshot_interval_s`` (only objects
-whose ETag changed), and put back after deploy on the next start. Messages waiting in the queues are
-saved to ``state_dir/sqs/<queue>.json`` on stop and sent again on start (messages in flight at that
-moment are not saved). Deployed code zips live in ``state_dir/code``. ``reset(state_dir)`` clears it all.
+Persistence (``loopml.local.persistence``): S3 objects, DynamoDB items and queued messages are saved
+under ``state_dir`` on stop and every ``snapshot_interval_s``, and put back after deploy on the next
+start. Deployed code zips live in ``state_dir/code``. ``reset(state_dir)`` clears it all.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import socket
 import sys
@@ -26,11 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, unquote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 import loopml
 from loopml.errors import ConfigurationError
@@ -40,6 +37,7 @@ from loopml.local.deploy import ACCOUNT_ID, Deployer, Deployment
 from loopml.local.gateway import FrontDoor
 from loopml.local.metrics import MetricsSink
 from loopml.local.moto_server import MotoServer
+from loopml.local.persistence import STATE_FOLDERS, StatePersistence
 from loopml.local.pollers import SqsPoller
 from loopml.local.runtime import CodeStore, InvokeResult, Runtime, WorkerStats
 from loopml.local.schedules import Scheduler
@@ -70,7 +68,7 @@ def free_port() -> int:
 
 def reset(state_dir: Path) -> None:
     """Forgets everything the local stack saved (S3 objects, queued messages, code, logs)."""
-    for name in ("s3", "sqs", "code", "tmp", "secrets", "moto.log"):
+    for name in (*STATE_FOLDERS, "code", "tmp", "secrets", "moto.log"):
         target = Path(state_dir) / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -78,17 +76,24 @@ def reset(state_dir: Path) -> None:
             target.unlink()
 
 
-def _encode_key(key: str) -> str:
-    """S3 key -> relative file path; reversible, and never ``..``, ``.`` or an empty segment."""
-    segments = []
-    for segment in key.split("/"):
-        encoded = quote(segment, safe=" !$&'()+,;=@[]~-_")
-        segments.append({"": "%%", ".": "%2E", "..": "%2E%2E"}.get(encoded, encoded.replace(".", ".")))
-    return "/".join(segments)
+ADMIN_TOKEN_FILE = Path("secrets") / "admin-token"
 
 
-def _decode_key(relative: str) -> str:
-    return "/".join("" if segment == "%%" else unquote(segment) for segment in relative.split("/"))
+def load_or_create_admin_token(state_dir: Path) -> str:
+    path = Path(state_dir) / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(token + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return token
 
 
 class LocalStack:
@@ -116,7 +121,8 @@ class LocalStack:
         integration_timeout_s: float = 29.0,
         alarm_interval_s: float = 10.0,
     ) -> None:
-        self.state_dir = Path(state_dir)
+        # Absolute: workers run with their code folder as cwd, so a relative state dir would not resolve there.
+        self.state_dir = Path(state_dir).resolve()
         self.stage = stage
         self.topology = topology
         self.repo_root = Path(repo_root) if repo_root else DEFAULT_REPO_ROOT
@@ -129,7 +135,9 @@ class LocalStack:
         self._api_port = api_port
         self._aws_port = aws_port or 0
         self.api_key = api_key
-        self.admin_token = admin_token
+        # Admin routes (auth="iam": erasure, approvals) are never open: without a token given, one is
+        # generated once and kept in the state dir, so it survives restarts and can be read by scripts.
+        self.admin_token = admin_token or load_or_create_admin_token(self.state_dir)
         self.snapshot_interval_s = snapshot_interval_s
         self.max_workers_per_version = max_workers_per_version
         self.integration_timeout_s = integration_timeout_s
@@ -149,7 +157,7 @@ class LocalStack:
         self._snapshot_lock = threading.Lock()
         self._stop_snapshots = threading.Event()
         self._snapshot_thread: threading.Thread | None = None
-        self._manifest: dict[str, dict[str, dict[str, Any]]] = {}
+        self._persistence: StatePersistence | None = None
         self.started = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -222,9 +230,16 @@ class LocalStack:
             log=self._progress,
         )
         self._deployer.deploy(self.env_overrides, notifications=False)
-        restored = self._restore()
-        if restored:
-            self._progress(f"restored {restored} saved S3 objects and messages from {self.state_dir}")
+        persistence = StatePersistence(self.state_dir, lambda service: self._boto(service, moto_url))
+        self._persistence = persistence
+        objects = persistence.restore_s3()
+        items = persistence.restore_tables(self._tables())
+        messages = persistence.restore_messages(self._deployer.deployment.queue_urls)
+        if objects or items or messages:
+            self._progress(
+                f"restored {objects} S3 objects, {items} table items and {messages} queued messages "
+                f"from {self.state_dir}"
+            )
         self._deployer.deploy_notifications()  # after the restore: restored objects are no new uploads
 
         moto_sqs = self._boto("sqs", self._moto.url)
@@ -318,7 +333,8 @@ class LocalStack:
         try:
             if snapshot and self.started and self._moto is not None and self._moto.running:
                 self.snapshot()
-                self._save_messages()
+                if self._persistence is not None and self._deployer is not None:
+                    self._persistence.save_messages(self._deployer.deployment.queue_urls)
         finally:
             if self._front_door is not None:
                 self._front_door.stop()
@@ -425,60 +441,14 @@ class LocalStack:
         return self.runtime.stats()
 
     # --- persistence ----------------------------------------------------------------------------
-    @property
-    def _s3_dir(self) -> Path:
-        return self.state_dir / "s3"
-
-    def _manifest_path(self) -> Path:
-        return self._s3_dir / "manifest.json"
-
-    def _load_manifest(self) -> dict[str, dict[str, dict[str, Any]]]:
-        try:
-            loaded: dict[str, dict[str, dict[str, Any]]] = json.loads(self._manifest_path().read_text())
-            return loaded
-        except (OSError, ValueError):
-            return {}
+    def _tables(self) -> list[str]:
+        return [physical_name(self.stage, t.name) for t in self.topology.tables]
 
     def snapshot(self) -> int:
-        """Copies new and changed S3 objects to ``state_dir/s3``; returns how many were written."""
-        if self._moto is None:
+        """Saves new and changed S3 objects and every table's items; returns how many objects were written."""
+        if self._persistence is None or self._moto is None:
             return 0
-        s3 = self._boto("s3", self._moto.url)
-        written = 0
-        with self._snapshot_lock:
-            manifest = self._manifest or self._load_manifest()
-            current: dict[str, dict[str, dict[str, Any]]] = {}
-            for bucket in s3.list_buckets().get("Buckets", []):
-                name = bucket["Name"]
-                saved = manifest.get(name, {})
-                objects: dict[str, dict[str, Any]] = {}
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-                    for item in page.get("Contents", []):
-                        key, etag = item["Key"], item["ETag"]
-                        path = self._s3_dir / name / _encode_key(key)
-                        if saved.get(key, {}).get("etag") == etag and path.exists():
-                            objects[key] = saved[key]
-                            continue
-                        obj = s3.get_object(Bucket=name, Key=key)
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_name(path.name + ".tmp-snapshot")
-                        tmp.write_bytes(obj["Body"].read())
-                        tmp.replace(path)
-                        objects[key] = {
-                            "etag": etag,
-                            "content_type": obj.get("ContentType"),
-                            "metadata": obj.get("Metadata", {}),
-                        }
-                        written += 1
-                for key in set(saved) - set(objects):
-                    (self._s3_dir / name / _encode_key(key)).unlink(missing_ok=True)
-                current[name] = objects
-            self._s3_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self._manifest_path().with_suffix(".tmp")
-            tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
-            tmp.replace(self._manifest_path())
-            self._manifest = current
-        return written
+        return self._persistence.snapshot(self._tables())
 
     def _snapshot_loop(self) -> None:
         stop = self._stop_snapshots
@@ -486,77 +456,4 @@ class LocalStack:
             try:
                 self.snapshot()
             except Exception as exc:  # a failed snapshot is retried next period and on stop
-                self._function_log(f"[local] S3 snapshot failed: {type(exc).__name__}: {exc}")
-
-    def _restore(self) -> int:
-        assert self._moto is not None
-        s3 = self._boto("s3", self._moto.url)
-        manifest = self._load_manifest()
-        restored = 0
-        for bucket, objects in manifest.items():
-            try:
-                s3.create_bucket(Bucket=bucket)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    raise
-            for key, info in objects.items():
-                path = self._s3_dir / bucket / _encode_key(key)
-                if not path.exists():
-                    continue
-                extra: dict[str, Any] = {"Metadata": info.get("metadata") or {}}
-                if info.get("content_type"):
-                    extra["ContentType"] = info["content_type"]
-                response = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), **extra)
-                info["etag"] = response["ETag"]
-                restored += 1
-        self._manifest = manifest
-        return restored + self._restore_messages()
-
-    def _save_messages(self) -> None:
-        """Drains each queue (main queues first, then DLQs) into ``state_dir/sqs``."""
-        assert self._moto is not None
-        assert self._deployer is not None
-        sqs = self._boto("sqs", self._moto.url)
-        folder = self.state_dir / "sqs"
-        folder.mkdir(parents=True, exist_ok=True)
-        names = sorted(self._deployer.deployment.queue_urls, key=lambda n: n.endswith("-dlq"))
-        for logical in names:
-            url = self._deployer.deployment.queue_urls[logical]
-            saved = []
-            while True:
-                messages = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600, MessageAttributeNames=["All"]
-                ).get("Messages", [])
-                if not messages:
-                    break
-                for message in messages:
-                    entry: dict[str, Any] = {"MessageBody": message["Body"]}
-                    attributes = {k: v for k, v in message.get("MessageAttributes", {}).items() if "StringValue" in v}
-                    if attributes:
-                        entry["MessageAttributes"] = attributes
-                    saved.append(entry)
-            path = folder / f"{logical}.json"
-            if saved:
-                path.write_text(json.dumps(saved))
-            else:
-                path.unlink(missing_ok=True)
-
-    def _restore_messages(self) -> int:
-        assert self._moto is not None
-        assert self._deployer is not None
-        folder = self.state_dir / "sqs"
-        if not folder.is_dir():
-            return 0
-        sqs = self._boto("sqs", self._moto.url)
-        restored = 0
-        for path in folder.glob("*.json"):
-            url = self._deployer.deployment.queue_urls.get(path.stem)
-            if url is None:
-                continue
-            messages = json.loads(path.read_text())
-            for start in range(0, len(messages), 10):
-                chunk = messages[start : start + 10]
-                sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), **m} for i, m in enumerate(chunk)])
-                restored += len(chunk)
-            path.unlink()
-        return restored
+                self._function_log(f"[local] state snapshot failed: {type(exc).__name__}: {exc}")

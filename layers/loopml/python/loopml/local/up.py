@@ -19,7 +19,8 @@ from loopml import datasets
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import LoopmlError
-from loopml.local.stack import LocalStack
+from loopml.local.apigw import ADMIN_TOKEN_HEADER
+from loopml.local.stack import ADMIN_TOKEN_FILE, LocalStack
 from loopml.registry import DataLineage, ModelMetadata, ModelRegistry
 from loopml.schema import SchemaConfig, infer_schema
 from loopml.topology import dlq_name, physical_name
@@ -82,10 +83,14 @@ def ensure_first_model(stack: LocalStack, progress: Progress, rows: int = FIRST_
     return meta
 
 
-def http_json(method: str, url: str, body: Any = None, timeout_s: float = 60) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: Any = None, timeout_s: float = 60, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """One JSON request to the local API: status and decoded body, 4xx/5xx included."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, json.load(response)
@@ -130,6 +135,8 @@ def summary(stack: LocalStack, meta: ModelMetadata, progress: Progress, health: 
     lines += [
         f"  queues         {queues}",
         f"  state          {stack.state_dir} (kept across restarts; `loopml local reset` clears it)",
+        f"  admin token    {stack.admin_token}   (header {ADMIN_TOKEN_HEADER} on DELETE /subjects/..., "
+        f"POST /approvals/...; kept in {stack.state_dir / ADMIN_TOKEN_FILE})",
         "",
         "Try:",
         f"  curl -s {stack.api_url}/health",
@@ -150,6 +157,7 @@ def run(
     aws_port: int,
     api_key: str | None,
     stop: threading.Event,
+    admin_token: str | None = None,
     exit_after_start: bool = False,
 ) -> int:
     progress = Progress()
@@ -160,6 +168,7 @@ def run(
         api_port=api_port,
         aws_port=aws_port,
         api_key=api_key,
+        admin_token=admin_token,
         on_progress=progress.step,
     )
     try:

@@ -26,7 +26,7 @@ from loopml.drift import (
     PredictionDriftReport,
     QualityConfig,
 )
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, invalid_input
 from loopml.feedback.layout import utc
 from loopml.registry import ModelName
 from loopml.settings import FunctionSettings
@@ -230,6 +230,4 @@ def parse_invocation(event: Any) -> EvaluateRequest:
     try:
         return EvaluateRequest.model_validate(event)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)]
-        summary = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in errors)
-        raise InvalidInput(f"invalid drift evaluation input: {summary}", errors) from None
+        raise invalid_input("drift evaluation input", exc.errors(include_url=False)) from None

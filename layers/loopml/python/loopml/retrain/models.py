@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, invalid_input
+from loopml.events import unsupported
 from loopml.registry import DataLineage, ModelName
 from loopml.settings import FunctionSettings
 from loopml.training import TrainingParams
@@ -95,11 +96,7 @@ class RetrainInput(BaseModel, extra="forbid"):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            errors = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors(include_url=False)
-            ]
-            summary = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in errors)
-            raise InvalidInput(f"invalid retraining input: {summary}", errors) from None
+            raise invalid_input("retraining input", exc.errors(include_url=False)) from None
 
 
 class RunConfig(RetrainInput):
@@ -285,6 +282,16 @@ class StepRequest(BaseModel, extra="forbid"):
     state: dict[str, Any] = Field(default_factory=dict)
     execution: str | None = None
     task_token: str | None = None
+
+    @classmethod
+    def parse(cls, event: Any) -> StepRequest:
+        """Step Functions' task input; any other event fails with one named error, never a traceback."""
+        if not isinstance(event, dict) or "step" not in event:
+            raise unsupported("retrain", "Step Functions task input {step, state}, API and EventBridge events", event)
+        try:
+            return cls.model_validate(event)
+        except ValidationError as exc:
+            raise invalid_input("retrain step input", exc.errors(include_url=False)) from None
 
 
 class ApprovalDecision(BaseModel, extra="forbid"):
