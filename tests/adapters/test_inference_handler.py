@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from functools import partial
@@ -201,3 +202,69 @@ def test_swagger_page_is_served(deployed):
     out = module.handler(event("get_health.json", path="/swagger", resource="/swagger"), Context())
     assert out["statusCode"] == 200
     assert "swagger" in out["body"].lower() and "/predict" in out["body"]
+
+
+def _instance() -> dict[str, Any]:
+    return json.loads(event("predict_single.json")["body"])["instance"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "says"),
+    [
+        ({"body": base64.b64encode(b"\xff\xfe{\x00}\x00").decode(), "isBase64Encoded": True}, 400, "not valid UTF-8"),
+        ({"headers": {"content-type": "multipart/form-data"}}, 415, "unsupported media type"),
+        ({"headers": {"Content-Type": "application/json; charset=latin-1"}}, 415, "unsupported charset"),
+        ({"body": "[" * 10_000 + "]" * 10_000}, 400, "nested more than"),
+        ({"body": '{"instance": {"age": ' + "9" * 5000 + "}}"}, 400, "digits"),
+        ({"body": '{"instance": {"age": ' + "9" * 400 + "}}"}, 400, "digits"),
+        ({"body": "x" * (6 * 1024 * 1024 + 1)}, 413, "over"),
+    ],
+)
+def test_unreadable_bodies_get_a_named_4xx(deployed, changes, status, says):
+    module, sqs, queue_url = deployed
+    got, answer, _ = call(module, event("predict_single.json", **changes))
+    assert got == status and says in answer["message"], answer
+    assert captured(sqs, queue_url) == []
+
+
+def test_non_finite_and_overlong_values_are_422_naming_the_field(deployed):
+    module, sqs, queue_url = deployed
+    too_big = json.dumps({"instance": _instance()}).replace('"age": 41.0', '"age": 1e400')
+    got, answer, _ = call(module, event("predict_single.json", body=too_big))
+    assert got == 422 and {"loc": ["body", "instance", "age"]}.items() <= answer["detail"][0].items(), answer
+    long_value = {**_instance(), "region": "r" * 6_000_000}
+    got, answer, _ = call(module, event("predict_single.json", body=json.dumps({"instance": long_value})))
+    assert got == 422 and answer["detail"][0]["loc"] == ["body", "instance", "region"], answer
+    assert answer["detail"][0]["type"] == "string_too_long"
+    assert captured(sqs, queue_url) == []
+
+
+def test_one_lone_surrogate_in_1000_rows_rejects_the_request_before_any_id_is_issued(deployed):
+    module, sqs, queue_url = deployed
+    rows = [_instance() for _ in range(1000)]
+    body = json.dumps({"instances": rows})
+    marker = '"region": "north"'
+    at = [i for i in range(len(body)) if body.startswith(marker, i)][617]
+    body = body[:at] + '"region": "\\ud800"' + body[at + len(marker) :]
+    got, answer, _ = call(module, event("predict_single.json", body=body))
+    assert got == 422, answer
+    assert answer["detail"][0]["loc"] == ["body", "instances", 617, "region"]
+    assert "prediction_id" not in json.dumps(answer)
+    assert captured(sqs, queue_url) == []
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"Records": [{"messageId": "m", "body": "{}", "eventSource": "aws:sqs"}]},
+        {"Records": [{"eventSource": "aws:s3", "s3": {}}]},
+        {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}},
+        [],
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_one_named_error(deployed, wrong):
+    from loopml.errors import UnsupportedEvent
+
+    module, _, _ = deployed
+    with pytest.raises(UnsupportedEvent, match="the inference function serves API Gateway REST proxy events"):
+        module.handler(wrong, Context())

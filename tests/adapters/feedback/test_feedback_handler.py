@@ -329,3 +329,83 @@ def test_a_message_delivered_twice_in_one_batch_is_stored_once(deployed):
     twice = [records[0], records[3], records[0] | {"messageId": "dup-1"}, records[3] | {"messageId": "dup-2"}]
     assert d.consume({"Records": twice}) == []
     assert sorted(rows(d)) == sorted([P1, P2])
+
+
+def _capture(pid: str, low_confidence: bool = True, **changes: Any) -> dict[str, Any]:
+    template = json.loads(event("sqs_capture_batch.json")["Records"][0]["body"])["records"][0]
+    record = {**template, "prediction_id": pid, **changes}
+    if low_confidence:
+        record["confidence"] = 0.51
+    return record
+
+
+def _messages(records: list[dict[str, Any]]) -> dict[str, Any]:
+    messages = [
+        {
+            "MessageId": f"00000000-0000-4000-8000-{i:012d}",
+            "ReceiptHandle": f"rh-{i}",
+            "Body": json.dumps({"v": 1, "records": [r]}),
+            "MD5OfBody": "0" * 32,
+        }
+        for i, r in enumerate(records)
+    ]
+    return sqs_event(messages, "capture")
+
+
+def _pid(i: int) -> str:
+    return f"6b071db7{i:024x}"
+
+
+def test_a_nan_record_among_100_fails_alone_and_never_enters_the_dataset(deployed):
+    """The NaN-record drill: NaN probabilities and Infinity confidence in one message of a batch of 100."""
+    d = deployed
+    records = [_capture(_pid(i)) for i in range(100)]
+    body = json.dumps({"v": 1, "records": [_capture(_pid(57))]})
+    body = body.replace('"confidence": 0.51', '"confidence": Infinity').replace('": 0.', '": NaN, "x": 0.', 1)
+    batch = _messages(records)
+    batch["Records"][57]["body"] = body
+    poison_id = batch["Records"][57]["messageId"]
+    assert d.consume(batch) == [poison_id]
+    stored = rows(d)
+    assert len(stored) == 99 and _pid(57) not in stored
+    assert d.consume(batch) == [poison_id]  # redelivered: nothing stored twice, the neighbours untouched
+    assert len(rows(d)) == 99
+    for key in d.store.list_keys("captured/"):
+        text = gzip.decompress(d.store.get(key)).decode()
+        assert "NaN" not in text and "Infinity" not in text and "null" not in text.replace('"subject_hash":null', "")
+
+
+def test_a_model_name_that_is_a_path_never_becomes_a_key(deployed):
+    d = deployed
+    sneaky = _capture(_pid(1), model="default/predictions/dt=2026-11-25/hour=17/x")
+    fine = _capture(_pid(2))
+    batch = _messages([sneaky, fine])
+    assert d.consume(batch) == [batch["Records"][0]["messageId"]]
+    keys = d.store.list_keys("captured/")
+    assert all(k.startswith("captured/default/predictions/dt=2026-11-25/hour=17/") for k in keys)
+    assert all(k.count("/") == 5 for k in keys), keys
+    assert set(rows(d)) == {_pid(2)}
+
+
+def test_the_reader_skips_malformed_stored_records_instead_of_breaking(deployed):
+    d = deployed
+    d.consume(_messages([_capture(_pid(3))]))
+    bad_lines = b'{"prediction_id": "x"}\nnot json\n{"prediction_id": "%s", "confidence": NaN}\n' % _pid(4).encode()
+    d.store.put("captured/default/predictions/dt=2026-11-25/hour=17/broken.jsonl.gz", gzip.compress(bad_lines))
+    d.store.put("captured/default/predictions/dt=2026-11-25/hour=17/notgzip.jsonl.gz", b"plain")
+    assert set(rows(d)) == {_pid(3)}
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
+        {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}},
+        "just a string",
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_one_named_error(deployed, wrong):
+    from loopml.errors import UnsupportedEvent
+
+    with pytest.raises(UnsupportedEvent, match="the feedback function serves SQS batches"):
+        deployed.module.handler(wrong, Context())

@@ -171,9 +171,9 @@ def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any
     return resolved
 
 
-def enable_swagger_on_demand(app: APIGatewayRestResolver, event: dict[str, Any], title: str) -> None:
+def enable_swagger_on_demand(app: APIGatewayRestResolver, event: Any, title: str) -> None:
     """Swagger UI pulls in Powertools' OpenAPI models (~120 ms): pay for them on the first visit, not at cold start."""
-    if event.get("path") == SWAGGER_PATH and not getattr(app, "_loopml_swagger", False):
+    if is_api(event) and event["path"] == SWAGGER_PATH and not getattr(app, "_loopml_swagger", False):
         app.enable_swagger(path=SWAGGER_PATH, title=title, version="1")
         app._loopml_swagger = True  # type: ignore[attr-defined]
 

@@ -9,25 +9,49 @@ failure is logged and counted, never turned into a failed prediction.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loopml.names import ModelName
+
+PREDICTION_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_LABEL_LENGTH = 256
+
+
+class QueueRecord(BaseModel):
+    """What every record on the capture and feedback queues shares: nothing non-finite enters the
+    dataset, and the model name is checked before it becomes part of a key."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+def finite_features(features: dict[str, Any]) -> dict[str, Any]:
+    """Feature values as they can be stored: null, bool, string, int or a finite float."""
+    for name, value in features.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"feature {name[:80]!r} is not a finite number")
+        if value is not None and not isinstance(value, str | int | float):
+            raise ValueError(f"feature {name[:80]!r} must be a number, a string or null")
+    return features
+
 
 MAX_MESSAGE_BYTES = 240_000  # SQS allows 256 KiB per message; leave room for attributes
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch limit
 SCHEMA_VERSION = 1
 
 
-class CaptureRecord(BaseModel):
+class CaptureRecord(QueueRecord):
     """One prediction as it lands in the dataset; the feedback function joins labels onto it."""
 
     kind: str = "prediction"
     schema_version: int = SCHEMA_VERSION
-    prediction_id: str
-    model: str
-    model_version: int
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
+    model: ModelName
+    model_version: int = Field(ge=1)
     lambda_version: str
     request_id: str
     timestamp: str
@@ -39,6 +63,8 @@ class CaptureRecord(BaseModel):
     degraded: bool = False
     flags: dict[str, list[str]] = Field(default_factory=dict)
     subject_hash: str | None = None
+
+    _features = field_validator("features")(finite_features)
 
 
 Sender = Callable[[list[str]], int]

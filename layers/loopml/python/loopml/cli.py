@@ -147,7 +147,8 @@ def _parse_params(pairs: list[str], model_type: str) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from loopml.data import read_path
-    from loopml.registry import DataLineage, ModelRegistry, serialize_bundle, validate_model_name
+    from loopml.names import validate_model_name
+    from loopml.registry import DataLineage, ModelRegistry, serialize_bundle
     from loopml.schema import SchemaConfig, infer_schema
     from loopml.training import metadata_for, train
 

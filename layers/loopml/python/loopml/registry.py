@@ -22,16 +22,16 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import joblib
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, VersionConflict
+from loopml.errors import IntegrityError, ModelNotFound, NotFound, VersionConflict
+from loopml.names import validate_model_name
 from loopml.schema import FeatureSchema
 
 ARTIFACT = "model.joblib"
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ALIASES = ("champion", "challenger")
 HistoryAction = Literal["registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "failed"]
 
@@ -87,27 +87,6 @@ class HistoryEvent(BaseModel):
     previous_version: int | None = None
     reason: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
-
-
-def validate_model_name(model: str) -> str:
-    if not MODEL_NAME.match(model):
-        raise InvalidInput(
-            f"model name {model!r} is invalid: use 1-63 lowercase letters, digits and '-', "
-            "starting with a letter or digit",
-            [{"loc": ["model"], "msg": "invalid model name", "type": "value_error"}],
-        )
-    return model
-
-
-def _model_name_field(value: str) -> str:
-    try:
-        return validate_model_name(value)
-    except InvalidInput as exc:  # inside a pydantic model: a ValueError becomes a 422 naming the field
-        raise ValueError(str(exc)) from None
-
-
-ModelName = Annotated[str, AfterValidator(_model_name_field)]
-"""A model name as a pydantic field: request and state machine inputs validate it like the registry."""
 
 
 def library_versions() -> dict[str, str]:

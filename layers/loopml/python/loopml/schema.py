@@ -19,6 +19,7 @@ from loopml.errors import InvalidInput
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 CATEGORY_MISSING = "__missing__"
 MAX_CATEGORIES = 200
+MAX_CATEGORY_LENGTH = 256  # longer request values are refused (422): nothing that long is a category
 
 
 class FeatureKind(StrEnum):
@@ -258,6 +259,15 @@ class RequestValidator:
                 else:
                     if not isinstance(value, str):
                         errors.append({"loc": [*loc, spec.name], "msg": "expected a string", "type": "string_type"})
+                        continue
+                    if value not in cats and len(value) > MAX_CATEGORY_LENGTH:
+                        errors.append(
+                            {
+                                "loc": [*loc, spec.name],
+                                "msg": f"at most {MAX_CATEGORY_LENGTH} characters",
+                                "type": "string_too_long",
+                            }
+                        )
                         continue
                     if value not in cats:
                         row_flags.unseen_category.append(spec.name)

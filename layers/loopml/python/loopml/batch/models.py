@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from loopml.data import detect_format
 from loopml.errors import InvalidInput
-from loopml.registry import validate_model_name
+from loopml.names import validate_model_name
 from loopml.settings import FunctionSettings
 
 INPUT = "batch/input/"

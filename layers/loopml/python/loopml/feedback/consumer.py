@@ -124,7 +124,7 @@ class CaptureBatch:
             records = _ENVELOPE(body).records
             kept = [(item, self._hour(item)) for item in records]
         except (ValidationError, ValueError) as exc:
-            reason = f"message {message_id}: {_short(exc)}"
+            reason = f"message {message_id}: {_short(exc)}".encode("utf-8", "replace").decode("utf-8")
             self.poison.append({"message_id": message_id, "reason": reason, "records": self._loggable(body)})
             raise PoisonMessage(reason) from None
         for item, hour in kept:
@@ -145,9 +145,12 @@ class CaptureBatch:
         return layout.parse_time(item.timestamp).replace(minute=0, second=0, microsecond=0)
 
     def _loggable(self, body: str) -> list[Any]:
-        """The message's records with sensitive features masked; all features when the schema is unknown."""
+        """The message's records with sensitive features masked; all features when the schema is unknown.
+
+        Strings UTF-8 cannot encode (lone surrogates) are replaced, so the log line itself can be written.
+        """
         try:
-            raw = json.loads(body)["records"]
+            raw = json.loads(body.encode("utf-8", "replace").decode("utf-8"))["records"]
         except (ValueError, KeyError, TypeError):
             return []
         out: list[Any] = []

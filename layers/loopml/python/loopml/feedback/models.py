@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from loopml.capture import MAX_LABEL_LENGTH, PREDICTION_ID_PATTERN, QueueRecord
+from loopml.names import ModelName
 from loopml.settings import FunctionSettings
 
 MAX_ITEMS = 100  # feedback items per POST /feedback (one SQS message, one BatchGetItem)
@@ -14,7 +16,7 @@ MAX_COMMENT = 1000
 MAX_REVIEW_PAGE = 100
 SCHEMA_VERSION = 1
 Source = Literal["user", "reviewer", "system"]
-PREDICTION_ID_PATTERN = r"^[0-9a-f]{32}$"
+Label = Annotated[str, Field(max_length=MAX_LABEL_LENGTH)] | Annotated[int, Field(ge=-(2**53), le=2**53)]
 
 
 class FeedbackSettings(FunctionSettings, frozen=True):
@@ -38,7 +40,7 @@ class FeedbackSettings(FunctionSettings, frozen=True):
 # --- API --------------------------------------------------------------------------------------------
 class FeedbackItem(BaseModel, extra="forbid"):
     prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
-    label: str | int
+    label: Label
     source: Source = "user"
     comment: str | None = Field(None, max_length=MAX_COMMENT)
 
@@ -47,7 +49,7 @@ class FeedbackRequest(BaseModel, extra="forbid"):
     """Either one item's fields at the top level, or ``items``: up to 100 of them."""
 
     prediction_id: str | None = Field(None, pattern=PREDICTION_ID_PATTERN)
-    label: str | int | None = None
+    label: Label | None = None
     source: Source = "user"
     comment: str | None = Field(None, max_length=MAX_COMMENT)
     items: list[FeedbackItem] | None = Field(None, min_length=1, max_length=MAX_ITEMS)
@@ -72,7 +74,7 @@ class FeedbackRequest(BaseModel, extra="forbid"):
 
 
 class ReviewLabelRequest(BaseModel, extra="forbid"):
-    label: str | int
+    label: Label
     comment: str | None = Field(None, max_length=MAX_COMMENT)
 
 
@@ -121,25 +123,25 @@ class ErasureReceipt(BaseModel):
 
 
 # --- queue records ----------------------------------------------------------------------------------
-class OptOutRecord(BaseModel):
+class OptOutRecord(QueueRecord):
     """Sent by /predict instead of the capture record when ``consent`` is false: no features."""
 
     kind: Literal["optout"] = "optout"
-    prediction_id: str
-    model: str
-    model_version: int
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
+    model: ModelName
+    model_version: int = Field(ge=1)
     timestamp: str
     subject_hash: str | None = None
 
 
-class FeedbackRecord(BaseModel):
+class FeedbackRecord(QueueRecord):
     kind: Literal["feedback"] = "feedback"
     schema_version: int = SCHEMA_VERSION
     feedback_id: str
-    prediction_id: str
-    model: str
-    model_version: int | None = None
-    label: str | int
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
+    model: ModelName
+    model_version: int | None = Field(None, ge=1)
+    label: Label
     source: Source
     comment: str | None = None
     received_at: str

@@ -13,15 +13,19 @@ Drift evaluation and retraining call ``read_captured`` and never see the layout.
 
 from __future__ import annotations
 
+import gzip
+import json
+import logging
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from loopml.errors import InvalidInput
 from loopml.feedback import layout
 
 LabelSource = Literal["reviewer", "user", "system"]
+_log = logging.getLogger(__name__)
 SOURCE_RANK: dict[str, int] = {"user": 0, "system": 1, "reviewer": 2}
 
 
@@ -32,6 +36,8 @@ class ReadableStore(Protocol):
 
 
 class CapturedRow(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     prediction_id: str
     timestamp: datetime
     model: str
@@ -67,49 +73,88 @@ def read_captured(
     erased = {key[len(layout.ERASED) :].removesuffix(".json") for key in store.list_keys(layout.ERASED)}
     rows: dict[str, CapturedRow] = {}
     digests: dict[str, str] = {}
+    skipped = 0
     for key in _keys(store, model, "predictions", floor, end):
-        for record in layout.decode(store.get(key)):
-            pid = record["prediction_id"]
-            if pid in rows or (model_version is not None and record["model_version"] != model_version):
+        for record in _records(store, key):
+            try:
+                row = _row(record)
+            except (KeyError, TypeError, ValueError):  # stored by an older or broken writer: skip, count
+                skipped += 1
                 continue
-            moment = layout.parse_time(record["timestamp"])
-            if not start <= moment < end:
+            if row.prediction_id in rows or (model_version is not None and row.model_version != model_version):
                 continue
-            subject = record.get("subject_hash")
+            if not start <= row.timestamp < end:
+                continue
+            subject = row.subject_hash
             if subject and erased:
                 digest = digests.get(subject) or digests.setdefault(subject, layout.tombstone_digest(subject))
                 if digest in erased:
                     continue
-            rows[pid] = CapturedRow(
-                prediction_id=pid,
-                timestamp=moment,
-                model=record["model"],
-                model_version=record["model_version"],
-                lambda_version=record.get("lambda_version", ""),
-                features=record["features"],
-                prediction=record["prediction"],
-                probabilities=record["probabilities"],
-                confidence=record["confidence"],
-                subject_hash=subject,
-                degraded=record.get("degraded", False),
-            )
+            rows[row.prediction_id] = row
     if rows:
         best: dict[str, tuple[int, str, str, Any, LabelSource]] = {}
         for key in _keys(store, model, "feedback", floor, end):
-            for fb in layout.decode(store.get(key)):
-                pid = fb["prediction_id"]
+            for fb in _records(store, key):
+                try:
+                    pid, source, label = fb["prediction_id"], fb["source"], fb["label"]
+                    rank = (
+                        SOURCE_RANK[source],
+                        layout.parse_time(fb["received_at"]).isoformat(),
+                        str(fb["feedback_id"]),
+                    )
+                    if not isinstance(label, str | int):
+                        raise TypeError("label")
+                except (KeyError, TypeError, ValueError):
+                    skipped += 1
+                    continue
                 if pid not in rows:
                     continue
-                rank = (SOURCE_RANK.get(fb["source"], -1), fb["received_at"], fb["feedback_id"])
                 current = best.get(pid)
                 if current is None or rank > current[:3]:
-                    best[pid] = (*rank, fb["label"], fb["source"])
+                    best[pid] = (*rank, label, source)
         for pid, (_, received_at, _, label, source) in best.items():
-            row = rows[pid]
-            row.label, row.label_source = label, source
-            row.label_received_at = layout.parse_time(received_at)
+            found = rows[pid]
+            found.label, found.label_source = label, source
+            found.label_received_at = layout.parse_time(received_at)
+    if skipped:
+        _log.warning("read_captured skipped %d malformed stored record(s) of model %s", skipped, model)
     ordered = sorted(rows.values(), key=lambda r: (r.timestamp, r.prediction_id))
     return [r for r in ordered if r.label is not None] if labelled_only else ordered
+
+
+def _records(store: ReadableStore, key: str) -> list[Any]:
+    """An object's records; a line that is not JSON is skipped, an object that is not gzip too: never raised."""
+    try:
+        lines = gzip.decompress(store.get(key)).splitlines()
+    except (OSError, EOFError, ValueError) as exc:
+        _log.warning("read_captured skipped unreadable object %s: %s", key, type(exc).__name__)
+        return []
+    records = []
+    for line in lines:
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                _log.warning("read_captured skipped a line of %s that is not JSON", key)
+    return records
+
+
+def _row(record: Any) -> CapturedRow:
+    if not isinstance(record, dict):
+        raise TypeError("record")
+    return CapturedRow(
+        prediction_id=record["prediction_id"],
+        timestamp=layout.parse_time(record["timestamp"]),
+        model=record["model"],
+        model_version=record["model_version"],
+        lambda_version=record.get("lambda_version") or "",
+        features=record["features"],
+        prediction=record["prediction"],
+        probabilities=record["probabilities"],
+        confidence=record["confidence"],
+        subject_hash=record.get("subject_hash"),
+        degraded=bool(record.get("degraded", False)),
+    )
 
 
 def _keys(store: ReadableStore, model: str, kind: layout.Kind, floor: datetime, end: datetime) -> list[str]:

@@ -28,7 +28,7 @@ from loopml.drift import (
 )
 from loopml.errors import InvalidInput, invalid_input
 from loopml.feedback.layout import utc
-from loopml.registry import ModelName
+from loopml.names import ModelName
 from loopml.settings import FunctionSettings
 
 MAX_WINDOW_HOURS = 31 * 24

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from loopml.errors import InvalidInput, NotFound
 from loopml.monitoring.models import DriftRunReport, HistoryPoint, RunSummary
-from loopml.registry import validate_model_name
+from loopml.names import validate_model_name
 
 
 class ReportObjects(Protocol):

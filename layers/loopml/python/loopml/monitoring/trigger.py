@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from loopml.errors import LoopmlError, NotFound, VersionConflict
 from loopml.monitoring.models import TriggerAction, TriggerCode, TriggerDecision, TriggerPolicy
 from loopml.monitoring.reports import triggers_prefix
-from loopml.registry import validate_model_name
+from loopml.names import validate_model_name
 
 MAX_REASON = 500  # the retraining input's limit
 MAX_EXECUTION_NAME = 80

@@ -15,7 +15,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from loopml.errors import NotFound, VersionConflict
-from loopml.registry import ObjectStore, validate_model_name
+from loopml.names import validate_model_name
+from loopml.registry import ObjectStore
 from loopml.retrain.errors import RetrainingInProgress
 
 MARGIN = timedelta(hours=2)

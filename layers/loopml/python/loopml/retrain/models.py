@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loopml.errors import InvalidInput, invalid_input
 from loopml.events import unsupported
-from loopml.registry import DataLineage, ModelName
+from loopml.names import ModelName
+from loopml.registry import DataLineage
 from loopml.settings import FunctionSettings
 from loopml.training import TrainingParams
 

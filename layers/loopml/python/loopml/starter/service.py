@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from loopml.data import detect_format, sha256_hex
 from loopml.errors import InvalidInput, ModelNotFound, NotFound
-from loopml.registry import ModelRegistry, validate_model_name
+from loopml.names import validate_model_name
+from loopml.registry import ModelRegistry
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.models import RetrainInput
 from loopml.starter.models import INCOMING, REPORT_SUFFIXES, Problem, UploadOutcome, UploadReport

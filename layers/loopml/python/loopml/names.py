@@ -1,0 +1,38 @@
+"""Names that become S3 keys, Lambda names or metric dimensions: validated once, the same everywhere.
+
+A model name is checked wherever it enters (request bodies, queue records, state machine input, the
+CLI) before it becomes part of a key, so ``"default/predictions/..."`` can never reach another model's
+partition.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from loopml.errors import InvalidInput
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def validate_model_name(model: str) -> str:
+    if not MODEL_NAME.match(model):
+        raise InvalidInput(
+            f"model name {model[:80]!r} is invalid: use 1-63 lowercase letters, digits and '-', "
+            "starting with a letter or digit",
+            [{"loc": ["model"], "msg": "invalid model name", "type": "value_error"}],
+        )
+    return model
+
+
+def _model_name_field(value: str) -> str:
+    try:
+        return validate_model_name(value)
+    except InvalidInput as exc:  # inside a pydantic model: a ValueError becomes a 422 naming the field
+        raise ValueError(str(exc)) from None
+
+
+ModelName = Annotated[str, AfterValidator(_model_name_field)]
+"""A model name as a pydantic field: request and state machine inputs validate it like the registry."""
