@@ -98,3 +98,23 @@ def test_large_outputs_go_up_in_parts(deployed: tuple[ModuleType, Any]) -> None:
     aborted.write(b"partial")
     aborted.abort()
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/output/default/never")
+
+
+RAW_S3_EVENT = {
+    "Records": [
+        {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "loopml-dev-models"}, "object": {"key": "incoming/default/x.csv", "size": 1}},
+        }
+    ]
+}
+
+
+def test_a_raw_s3_event_is_one_named_error_not_a_key_error(deployed: tuple[ModuleType, Any]) -> None:
+    from loopml.errors import UnsupportedEvent
+
+    module, _ = deployed
+    with pytest.raises(UnsupportedEvent, match=r"the batch function serves SQS batches.*Records from 'aws:s3'"):
+        module.handler(RAW_S3_EVENT, StubContext("batch"))

@@ -225,3 +225,25 @@ def test_schedule_and_step_functions_invocations(deployed: Deployed, trained: Tr
 
     with pytest.raises(InvalidInput, match="model"):
         deployed.invoke({"model": "Not Valid"})
+
+
+@pytest.mark.parametrize(
+    ("window", "says"),
+    [
+        ({"end": "0001-01-01T00:00:00Z"}, "must be between 2000-01-01"),
+        ({"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}, "must be between 2000-01-01"),
+        ({"start": "2026-01-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"}, "longer than 744 hours"),
+        ({"start": "2020-01-01T00:00:00Z"}, "longer than 744 hours"),
+    ],
+)
+def test_drift_windows_are_bounded_with_the_field_named(deployed: Deployed, window: dict, says: str) -> None:
+    status, body = deployed.call(post({"model": "default", **window}))
+    assert status == 422 and says in json.dumps(body), body
+    assert deployed.executions() == []
+
+
+def test_a_drift_event_of_the_wrong_shape_is_one_named_error(deployed: Deployed) -> None:
+    from loopml.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="invalid drift evaluation input"):
+        deployed.invoke({"Records": [{"eventSource": "aws:s3"}]})

@@ -102,3 +102,17 @@ def test_an_aborted_execution_goes_to_the_cleanup(app: ModuleType) -> None:
     change = app.workflow.steps[0]
     assert change.detail.name == "default-20261125T1800"
     assert json.loads(change.detail.input)["model"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("wrong", "error", "says"),
+    [
+        ({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "UnsupportedEvent", "task input"),
+        ({"Records": [{"eventSource": "aws:sqs"}]}, "UnsupportedEvent", "Records from 'aws:sqs'"),
+        ({"step": "nope", "state": {}}, "InvalidInput", "invalid retrain step input: step"),
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_one_named_error(app: ModuleType, wrong: Any, error: str, says: str) -> None:
+    with pytest.raises(Exception, match=says) as raised:
+        app.handler(wrong, Context())
+    assert type(raised.value).__name__ == error

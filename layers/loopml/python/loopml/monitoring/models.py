@@ -7,7 +7,7 @@ the request's ``config``. Typos are rejected (``extra="forbid"``) with the path 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -32,6 +32,13 @@ from loopml.names import ModelName
 from loopml.settings import FunctionSettings
 
 MAX_WINDOW_HOURS = 31 * 24
+EARLIEST_WINDOW = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def check_window(start: datetime, end: datetime) -> None:
+    """An explicit window is bounded like ``window_hours``: one evaluation reads at most 31 days."""
+    if end - start > timedelta(hours=MAX_WINDOW_HOURS):
+        raise ValueError(f"the window from 'start' to 'end' is longer than {MAX_WINDOW_HOURS} hours (31 days)")
 
 
 class DriftSettings(FunctionSettings, frozen=True):
@@ -120,12 +127,20 @@ class EvaluateRequest(BaseModel, extra="forbid"):
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return utc(value) if value is not None else None
+        if value is None:
+            return None
+        value = utc(value)
+        latest = datetime.now(UTC) + timedelta(days=1)
+        if not EARLIEST_WINDOW <= value <= latest:
+            raise ValueError(f"must be between {EARLIEST_WINDOW.date()} and tomorrow ({latest.date()})")
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> EvaluateRequest:
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError("'end' must be after 'start'")
+        if self.start is not None and self.end is not None:
+            if self.end <= self.start:
+                raise ValueError("'end' must be after 'start'")
+            check_window(self.start, self.end)
         return self
 
     def config_overrides(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from loopml.monitoring.models import (
     EvaluateRequest,
     MonitoringConfig,
     RunSummary,
+    check_window,
     layered_config,
 )
 from loopml.monitoring.page import render_page
@@ -89,6 +90,10 @@ class DriftMonitor:
             raise InvalidInput(
                 "start must be in the past", [{"loc": ["start"], "msg": "must be before now", "type": "value_error"}]
             )
+        try:
+            check_window(start, end)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), [{"loc": ["body", "start"], "msg": str(exc), "type": "value_error"}]) from None
         run_id = new_run_id(now)
         rows = self._read_rows(model, start, end, version)
         result = evaluation.evaluate_window(meta, rows, config, evaluated_at=now.isoformat())
