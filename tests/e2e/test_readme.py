@@ -1,53 +1,51 @@
-"""`make up` as a user runs it: the CLI process, its summary, the README's curl lines, Ctrl-C and restart."""
+"""`make up` exactly as a user runs it (repo root, default state dir and ports): its summary, the README's
+curl lines and shell blocks, the admin token, Ctrl-C and a second `make up`."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
-LOOPML = str(Path(sys.executable).with_name("loopml"))
+API = "http://127.0.0.1:3000"  # the README's address: `make up` serves on its defaults
+STATE = ROOT / ".loopml"  # the default state dir, as `make up` uses it from the repo root
 
 
-def free_port() -> int:
+def port_is_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class Up:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.api_port, self.aws_port = free_port(), free_port()
-        self.api = f"http://127.0.0.1:{self.api_port}"
+    """``make up`` exactly as the README prints it: from the repo root, default state dir and ports."""
+
+    def __init__(self) -> None:
+        busy = [p for p in (3000, 4566) if not port_is_free(p)]
+        assert not busy, f"ports {busy} are in use: stop the running `make up` before running this test"
+        self.api = API
         self.proc = subprocess.Popen(
-            [
-                LOOPML,
-                "local",
-                "up",
-                "--state-dir",
-                str(state_dir),
-                "--api-port",
-                str(self.api_port),
-                "--aws-port",
-                str(self.aws_port),
-            ],
+            ["make", "up"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: Ctrl-C reaches make and loopml, as in a terminal
         )
         self.output: list[str] = []
         deadline = time.monotonic() + 180
@@ -60,19 +58,20 @@ class Up:
             if "Ctrl-C to stop." in line:
                 return
         self.stop()
-        raise AssertionError("local stack did not come up:\n" + "".join(self.output[-60:]))
+        raise AssertionError("`make up` did not come up:\n" + "".join(self.output[-60:]))
 
     @property
     def text(self) -> str:
         return "".join(self.output)
 
     def stop(self) -> int:
+        """Ctrl-C: SIGINT to the whole foreground process group."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         assert self.proc.stdout is not None
         self.output.extend(self.proc.stdout.readlines())
@@ -80,8 +79,22 @@ class Up:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    stack = Up(tmp_path_factory.mktemp("state"))
+def fresh_state() -> Iterator[None]:
+    """A fresh clone has no ``.loopml``: a developer's own state is set aside and put back afterwards."""
+    aside = ROOT / f".loopml.before-readme-test-{os.getpid()}"
+    if STATE.exists():
+        STATE.rename(aside)
+    try:
+        yield
+    finally:
+        shutil.rmtree(STATE, ignore_errors=True)
+        if aside.exists():
+            aside.rename(STATE)
+
+
+@pytest.fixture(scope="module")
+def up(fresh_state: None) -> Iterator[Up]:
+    stack = Up()
     try:
         yield stack
     finally:
@@ -136,7 +149,9 @@ def test_every_readme_shell_block_runs_as_printed(up: Up) -> None:
         script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; echo; }\n' + block.replace(
             "http://127.0.0.1:3000", up.api
         )
-        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+        )
         assert done.returncode == 0, (block, done.stdout[-2000:], done.stderr[-2000:])
 
 
@@ -164,14 +179,23 @@ def test_malformed_requests_over_http_name_the_problem(up: Up) -> None:
     assert status == 403
 
 
-def test_ctrl_c_saves_state_and_the_next_up_reuses_it(up: Up) -> None:
+def test_admin_routes_need_the_printed_token(up: Up) -> None:
+    token = (STATE / "secrets" / "admin-token").read_text().strip()
+    assert f"admin token    {token}" in up.text
+    status, body = curl(f"curl -s -X DELETE {up.api}/subjects/nobody", up.api)
+    assert status == 403 and json.loads(body) == {"message": "Missing Authentication Token"}
+    status, body = curl(f"curl -s -X DELETE {up.api}/subjects/nobody -H 'x-loopml-admin-token: {token}'", up.api)
+    assert status == 200, body
+
+
+def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: Up) -> None:
     assert up.stop() == 0
     assert "stopping (state saved)" in up.text
-    again = Up(up.state_dir)
+    again = Up()
     try:
         assert "model default v1 found in the persisted registry" in again.text
         assert "training the first model" not in again.text
-        status, _ = curl(f"curl -s {again.api}/health", again.api)
-        assert status == 200
+        test_every_readme_curl_works_as_printed(again)
+        test_every_readme_shell_block_runs_as_printed(again)
     finally:
         assert again.stop() == 0

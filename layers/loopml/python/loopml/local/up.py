@@ -182,7 +182,10 @@ def run(
         meta = ensure_first_model(stack, progress)
         progress.step("warming the inference function (cold start)")
         status, health = warm(stack.api_url)
-        if status != 200:
+        if status == 503 and isinstance(health, dict):
+            # The stack stays up: the API says why (503 + Retry-After) and the model can be rolled back.
+            progress.step(f"WARNING: model {meta.model} cannot be served: {health.get('detail')}")
+        elif status != 200:
             raise LoopmlError(f"inference function is not healthy: HTTP {status} {health}")
         print(summary(stack, meta, progress, health), flush=True)
         if not exit_after_start:
