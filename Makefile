@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install up test lint fmt bench synth layers demo reset clean
+.PHONY: install up test lint fmt bench synth layers demo reset clean fuzz
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ up: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/loopml demo
+
+# Against the stack `make up` serves (run it in another terminal first).
+fuzz: $(STAMP)
+	$(BIN)/loopml fuzz
 
 reset: $(STAMP)
 	$(BIN)/loopml local reset

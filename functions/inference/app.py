@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import api_resolver, enable_swagger_on_demand, resolve
+from loopml.api import api_resolver, resolve
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
 from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest
@@ -54,14 +55,19 @@ def health() -> Response[str]:
 
 @app.get("/openapi.json")
 def openapi() -> Response[str]:
-    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="loopml inference"))
+    ctx = app.current_event.request_context
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(wiring.openapi(service, settings, ctx.path)))
+
+
+@app.get("/swagger")
+def swagger() -> Response[str]:
+    return Response(200, content_types.TEXT_HTML, wiring.swagger(app.current_event.request_context.path))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    enable_swagger_on_demand(app, event, "loopml inference")
     try:
         return resolve(app, "inference", event, context)
     finally:

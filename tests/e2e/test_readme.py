@@ -193,6 +193,29 @@ def test_admin_routes_need_the_printed_token(up: Up) -> None:
     assert status == 200, body
 
 
+def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: Up) -> None:
+    """`make fuzz` runs `loopml fuzz` (10,000 requests); the suite sends fewer through the same command."""
+    report = ROOT / "build" / "fuzz-suite.json"
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "loopml"), "fuzz", "--requests", "700", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = json.loads(report.read_text())
+    assert summary["requests"] >= 700 and summary["server_errors"] == 0 and summary["failures"] == {}
+    documented = {
+        (m.upper(), p)
+        for p, item in json.loads(curl(f"curl -s {up.api}/openapi.json", up.api)[1])["paths"].items()
+        for m in item
+    }
+    fuzzed = {tuple(label.split(" ")[:2]) for label in summary["by_operation"]}
+    assert fuzzed == documented
+
+
 def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: Up) -> None:
     assert up.stop() in STOPPED
     assert "stopping (state saved)" in up.text and "local stack stopped" in up.text

@@ -36,7 +36,6 @@ from loopml.events import is_api, unsupported
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
-SWAGGER_PATH = "/swagger"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway could not send more
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 40  # longer integers are nobody's data; Python would parse 4,300 digits
@@ -120,8 +119,32 @@ def _media_type(event: dict[str, Any]) -> tuple[str, str | None]:
     return media.strip().lower(), charset
 
 
+def _declared_queries() -> dict[tuple[str, str], frozenset[str]]:
+    from loopml.topology import TOPOLOGY
+
+    return {(r.method, r.path): frozenset(r.query) for spec in TOPOLOGY.functions for r in spec.routes}
+
+
+_QUERIES = _declared_queries()
+
+
+def check_query(event: dict[str, Any]) -> None:
+    """Query parameters a route does not declare are a caller's mistake (a typo would be silently ignored)."""
+    allowed = _QUERIES.get((event.get("httpMethod", ""), event.get("resource", "")))
+    given = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
+    if allowed is None or not isinstance(given, dict):
+        return
+    unknown = sorted(str(name) for name in given if name not in allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter(s) {unknown}; this route takes {sorted(allowed) or 'none'}",
+            [{"loc": ["query", name], "msg": "unknown query parameter", "type": "extra_forbidden"} for name in unknown],
+        )
+
+
 def check_request(event: dict[str, Any]) -> None:
     """Media type, size and encoding of the body; leaves ``event["body"]`` as text for the resolver."""
+    check_query(event)
     body = event.get("body")
     if body is None or event.get("httpMethod") not in _BODY_METHODS:
         return
@@ -159,8 +182,11 @@ def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any
         raise unsupported(function, "API Gateway REST proxy events", event)
     try:
         check_request(event)
-    except BadRequest as exc:
-        response = error_response(HTTPStatus(exc.status), str(exc))
+    except (BadRequest, InvalidInput) as exc:
+        if isinstance(exc, InvalidInput):
+            response = error_response(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), detail=_field_errors(exc.errors))
+        else:
+            response = error_response(HTTPStatus(exc.status), str(exc))
         return {
             "statusCode": response.status_code,
             "headers": {"Content-Type": content_types.APPLICATION_JSON},
@@ -169,13 +195,6 @@ def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any
         }
     resolved: dict[str, Any] = app.resolve(event, context)
     return resolved
-
-
-def enable_swagger_on_demand(app: APIGatewayRestResolver, event: Any, title: str) -> None:
-    """Swagger UI pulls in Powertools' OpenAPI models (~120 ms): pay for them on the first visit, not at cold start."""
-    if is_api(event) and event["path"] == SWAGGER_PATH and not getattr(app, "_loopml_swagger", False):
-        app.enable_swagger(path=SWAGGER_PATH, title=title, version="1")
-        app._loopml_swagger = True  # type: ignore[attr-defined]
 
 
 def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[Any]:

@@ -114,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=None, help="default: a new temporary folder")
     demo.set_defaults(run=_demo)
 
+    fuzz = sub.add_parser("fuzz", help="schemathesis against the running local stack: every route, every check")
+    fuzz.add_argument("--requests", type=int, default=10_000, help="how many requests to send (default %(default)s)")
+    fuzz.add_argument("--api-url", default=f"http://127.0.0.1:{LOCAL_API_PORT}")
+    fuzz.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where `make up` keeps its admin token")
+    fuzz.add_argument("--api-key", default=None, help="the x-api-key `make up` was given, if any")
+    fuzz.add_argument("--seed", type=int, default=0)
+    fuzz.add_argument("--report", type=Path, default=Path("build/fuzz.json"))
+    fuzz.set_defaults(run=_fuzz)
+
     bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
     bench.add_argument("what", choices=["inference", "feedback", "drift", "all"])
     bench.add_argument("--evidently-python", default=None, help="python of a venv with evidently (drift baseline)")
@@ -302,6 +311,45 @@ def _retrain(args: argparse.Namespace) -> int:
         return 0
     print(f"{described['status'].lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
     return 1
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from loopml.local.apigw import ADMIN_TOKEN_HEADER
+    from loopml.local.fuzz import run
+    from loopml.local.stack import ADMIN_TOKEN_FILE
+
+    if args.requests < 1:
+        raise UsageError("--requests must be at least 1")
+    try:
+        urllib.request.urlopen(f"{args.api_url}/health", timeout=5).close()
+    except urllib.error.HTTPError:
+        pass  # any HTTP answer means the stack is up (503: no model served, still worth fuzzing)
+    except OSError as exc:
+        raise UsageError(f"no local stack answers at {args.api_url} ({exc}); start it with `make up`") from None
+    token_file = args.state_dir / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        raise UsageError(f"{token_file} not found: run `make fuzz` from the repo root while `make up` runs")
+    headers = {ADMIN_TOKEN_HEADER: token_file.read_text().strip()}
+    if args.api_key:
+        headers["x-api-key"] = args.api_key
+    print(f"fuzzing {args.api_url} with {args.requests} generated requests (schemathesis, every check)", flush=True)
+    report = run(args.api_url, args.requests, headers, seed=args.seed)
+    summary = report.as_dict()
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(summary, indent=1))
+    for operation, count in summary["by_operation"].items():
+        print(f"  {count:6d}  {operation}")
+    print(
+        f"{report.requests} requests in {report.seconds:.0f} s: {dict(summary['by_status'])}; "
+        f"5xx: {report.server_errors}; document violations: {sum(report.failures.values())} "
+        f"{dict(report.failures) or ''}; report in {args.report}"
+    )
+    for example in summary["examples"][:5]:
+        print(f"  - {example}")
+    return 0 if report.ok else 1
 
 
 def _demo(args: argparse.Namespace) -> int:

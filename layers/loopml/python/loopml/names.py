@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from loopml.errors import InvalidInput
 
@@ -34,5 +34,9 @@ def _model_name_field(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-ModelName = Annotated[str, AfterValidator(_model_name_field)]
+ModelName = Annotated[
+    str,
+    AfterValidator(_model_name_field),
+    WithJsonSchema({"type": "string", "pattern": MODEL_NAME.pattern, "description": "a model name"}),
+]
 """A model name as a pydantic field: request and state machine inputs validate it like the registry."""

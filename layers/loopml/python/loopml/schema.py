@@ -20,6 +20,7 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 CATEGORY_MISSING = "__missing__"
 MAX_CATEGORIES = 200
 MAX_CATEGORY_LENGTH = 256  # longer request values are refused (422): nothing that long is a category
+MAX_MAGNITUDE = 1e15  # larger numbers overflow the pipelines' arithmetic (scaling, exp): refused (422)
 
 
 class FeatureKind(StrEnum):
@@ -248,6 +249,15 @@ class RequestValidator:
                                 "loc": [*loc, spec.name],
                                 "msg": "must be a finite number",
                                 "type": "finite_number",
+                            }
+                        )
+                        continue
+                    if abs(number) > MAX_MAGNITUDE:
+                        errors.append(
+                            {
+                                "loc": [*loc, spec.name],
+                                "msg": f"must be between {-MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}",
+                                "type": "number_range",
                             }
                         )
                         continue

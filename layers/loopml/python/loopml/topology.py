@@ -38,6 +38,7 @@ class Route(BaseModel, frozen=True):
     method: Literal["GET", "POST", "PUT", "DELETE"]
     path: str
     auth: Auth = "api_key"
+    query: tuple[str, ...] = ()  # the query parameters it takes: any other is refused (422)
 
 
 class EventSource(BaseModel, frozen=True):
@@ -218,8 +219,8 @@ TOPOLOGY = Topology(
                 Grant(kind="secret", name="subject-key", access="read"),
             ),
             routes=(
-                Route(method="POST", path="/predict"),
-                Route(method="GET", path="/model"),
+                Route(method="POST", path="/predict", query=("explain",)),
+                Route(method="GET", path="/model", query=("profile",)),
                 Route(method="GET", path="/health", auth="none"),
                 Route(method="GET", path="/openapi.json", auth="none"),
                 Route(method="GET", path="/swagger", auth="none"),
@@ -251,7 +252,7 @@ TOPOLOGY = Topology(
             ),
             routes=(
                 Route(method="POST", path="/feedback"),
-                Route(method="GET", path="/review"),
+                Route(method="GET", path="/review", query=("limit",)),
                 Route(method="POST", path="/review/{prediction_id}"),
                 Route(method="DELETE", path="/subjects/{subject_id}", auth="iam"),
             ),
@@ -298,7 +299,7 @@ TOPOLOGY = Topology(
             ),
             routes=(
                 Route(method="POST", path="/drift/evaluate"),
-                Route(method="GET", path="/drift/latest"),
+                Route(method="GET", path="/drift/latest", query=("model", "model_version")),
             ),
             schedules=(Schedule(name="hourly", rate_minutes=60),),
         ),

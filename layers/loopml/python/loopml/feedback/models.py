@@ -56,11 +56,14 @@ class FeedbackRequest(BaseModel, extra="forbid"):
 
     @model_validator(mode="after")
     def _one_form(self) -> FeedbackRequest:
-        single = self.prediction_id is not None or self.label is not None
-        if single == (self.items is not None):
+        given = self.model_fields_set
+        single = bool({"prediction_id", "label"} & given)
+        if single == ("items" in given):
             raise ValueError("give either 'prediction_id' and 'label', or 'items'")
         if single and (self.prediction_id is None or self.label is None):
             raise ValueError("'prediction_id' and 'label' are both required")
+        if not single and self.items is None:
+            raise ValueError("'items' must be a list of feedback items")
         return self
 
     def all_items(self) -> list[FeedbackItem]:

@@ -23,6 +23,7 @@ class InferenceSettings(FunctionSettings, frozen=True):
     aws_lambda_function_version: str = "$LATEST"
     subject_key: str | None = None  # see loopml.feedback.keys: HMAC key for subject ids
     subject_key_secret_arn: str | None = None  # Secrets Manager secret holding the HMAC key
+    api_key_required: bool = True  # API Gateway asks for x-api-key (the document says so); off locally by default
 
 
 class PredictRequest(BaseModel, extra="forbid"):
@@ -35,7 +36,8 @@ class PredictRequest(BaseModel, extra="forbid"):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:
-        if (self.instance is None) == (self.instances is None):
+        given = {"instance", "instances"} & self.model_fields_set
+        if len(given) != 1 or (self.instance is None and self.instances is None):
             raise ValueError("give exactly one of 'instance' or 'instances'")
         return self
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml.errors import InvalidInput
 from loopml.registry import ModelMetadata
 from loopml.schema import RequestValidator, RowFlags
 
@@ -71,6 +72,15 @@ class Predictor:
 
     def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:
         proba = self.pipeline.predict_proba(matrix)
+        if not np.isfinite(proba).all():  # one vectorised check: a row the model cannot score is refused, named
+            bad = [int(i) for i in np.flatnonzero(~np.isfinite(proba).all(axis=1))]
+            raise InvalidInput(
+                f"the model cannot score {len(bad)} row(s): their values overflow its arithmetic",
+                [
+                    {"loc": ["body", "instances", i], "msg": "the model cannot score this row", "type": "unscorable"}
+                    for i in bad
+                ],
+            )
         top = proba.argmax(axis=1)
         keys = self._class_keys
         explanations = self._explain(matrix, top) if explain else [None] * len(flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -70,3 +71,23 @@ def health(service: ModelService, settings: InferenceSettings) -> HealthResponse
         degraded=serving.degraded,
         detail=serving.reason,
     )
+
+
+def openapi(service: ModelService, settings: InferenceSettings, request_path: str | None) -> dict[str, Any]:
+    """The whole API's document with the served model's features (free-form while nothing is served)."""
+    from loopml.errors import ModelUnavailable
+    from loopml.openapi import document, server_url
+
+    try:
+        schema = service.current().metadata.feature_schema
+    except ModelUnavailable:
+        schema = None
+    base = server_url("/openapi.json", request_path)
+    return document(schema, base, title="loopml", api_key_required=settings.api_key_required)
+
+
+def swagger(request_path: str | None) -> str:
+    from loopml.openapi import server_url, swagger_page
+
+    base = server_url("/swagger", request_path).rstrip("/")
+    return swagger_page(f"{base}/openapi.json")

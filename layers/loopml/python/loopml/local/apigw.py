@@ -16,8 +16,8 @@ Auth, locally: with ``api_key`` set, routes declared ``auth="api_key"`` need hea
 that value (else 403 ``{"message": "Forbidden"}``); without it they are open, the default. Routes
 declared ``auth="iam"`` need SigV4 on AWS; locally they need header ``x-loopml-admin-token`` with the
 stack's admin token (else 403 ``Missing Authentication Token``), always. The stage is not part of the
-local URL (``http://127.0.0.1:3000/predict``) but is reported in ``requestContext.stage`` and
-``requestContext.path``.
+local URL (``http://127.0.0.1:3000/predict``), so ``requestContext.path`` (the path as the client sent
+it) has none either; the stage is reported in ``requestContext.stage``.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class ApiGateway(LoopbackServer):
                 "httpMethod": method,
                 "extendedRequestId": request_id.replace("-", "")[:16] + "=",
                 "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "path": f"/{self.stage}{path}",
+                "path": path,  # as the client sent it: the local URL has no stage prefix
                 "accountId": self.account_id,
                 "protocol": "HTTP/1.1",
                 "stage": self.stage,

@@ -129,7 +129,9 @@ class LocalStack:
         self.functions_root = Path(functions_root) if functions_root else self.repo_root / "functions"
         self.infra_root = Path(infra_root) if infra_root else self.repo_root / "infra"
         self.region = region
-        self.env_overrides = env_overrides or {}
+        self.env_overrides = {name: dict(env) for name, env in (env_overrides or {}).items()}
+        if api_key is None:  # API Gateway asks for no key locally unless given one: the document says the same
+            self.env_overrides.setdefault("inference", {}).setdefault("API_KEY_REQUIRED", "false")
         self._progress = on_progress or (lambda message: None)
         self._function_log = function_log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._api_port = api_port
