@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import api_resolver, resolve
+from loopml.api import api_resolver, path_param, resolve
 from loopml.events import is_api, require_sqs
 from loopml.feedback import wiring
 from loopml.feedback.erasure import erase_subject
@@ -55,12 +55,13 @@ def get_review(limit: Annotated[int, Query(ge=1, le=MAX_REVIEW_PAGE)] = 20) -> R
 
 @app.post("/review/<prediction_id>")
 def post_review(prediction_id: str, body: ReviewLabelRequest) -> Response[str]:
+    prediction_id = path_param(app, "prediction_id")
     return _accepted(parts.service.review_label(prediction_id, body.label, body.comment))
 
 
 @app.delete("/subjects/<subject_id>")
 def delete_subject(subject_id: str) -> ErasureReceipt:
-    subject_hash = parts.hash_subject(subject_id)
+    subject_hash = parts.hash_subject(path_param(app, "subject_id"))
     return erase_subject(subject_hash, parts.store, parts.index, parts.subjects, parts.review)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import api_resolver, resolve
+from loopml.api import api_resolver, path_param, resolve
 from loopml.events import is_api, is_eventbridge
 from loopml.observability import logger, metrics, tracer
 from loopml.retrain import wiring
@@ -27,7 +27,7 @@ app = api_resolver()
 def decide(token: str, body: ApprovalDecision) -> dict[str, Any]:
     identity = app.current_event.request_context.identity
     actor = identity.user_arn or identity.caller or identity.source_ip or "unknown"
-    return workflow.approvals.decide(token, body, actor).model_dump(mode="json")
+    return workflow.approvals.decide(path_param(app, "token"), body, actor).model_dump(mode="json")
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -18,6 +18,8 @@ from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
+from loopml import keys
+
 # (finding pattern, reason); patterns are matched against the finding without the rule prefix.
 GRANT_WILDCARDS: tuple[tuple[str, str], ...] = (
     (
@@ -29,6 +31,12 @@ GRANT_WILDCARDS: tuple[tuple[str, str], ...] = (
     (
         r"Resource::<[A-Za-z0-9]+\.Arn>/\*",
         "Objects of one declared bucket, as scoped by its grant_* call.",
+    ),
+    (
+        r"Resource::<[A-Za-z0-9]+\.Arn>/(?:"
+        + "|".join(re.escape(p) for p in (*keys.PREFIXES, keys.DRIFT))
+        + r")\*",
+        "Objects under one key prefix of a declared bucket (loopml.keys): the part the function owns.",
     ),
     (
         r"Resource::<[A-Za-z0-9]+\.Arn>:\*",

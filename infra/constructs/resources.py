@@ -21,6 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from loopml import keys
 from loopml.topology import Grant, QueueSpec, Ref
 
 if TYPE_CHECKING:
@@ -166,13 +167,25 @@ class Resources:
 
     # --- grants -----------------------------------------------------------------------------------
 
-    def grant(self, grant: Grant, grantee: iam.IGrantable) -> iam.Grant:
-        """Apply one declared grant, only through the resource's own ``grant_*`` method."""
+    def grant(self, grant: Grant, grantee: iam.IGrantable) -> list[iam.Grant]:
+        """Apply one declared grant, only through the resource's own ``grant_*`` method.
+
+        A bucket grant is applied once per declared prefix, on ``<prefix>*`` objects only
+        (``loopml.keys``): no function can read or write another's part of the bucket.
+        """
+        if grant.kind == "bucket":
+            bucket = self.bucket(grant.name)
+            methods = {
+                "read": bucket.grant_read,
+                # "write" adds objects and never deletes them; "read_write" may also delete.
+                "write": bucket.grant_put,
+                "read_write": bucket.grant_read_write,
+            }
+            method = methods.get(grant.access)
+            if method is None:
+                raise DeclarationError(f"access {grant.access!r} does not apply to a bucket ({grant.name!r})")
+            return [method(grantee, keys.object_pattern(prefix)) for prefix in grant.prefixes]
         grants: dict[tuple[str, str], Callable[[], iam.Grant]] = {
-            ("bucket", "read"): lambda: self.bucket(grant.name).grant_read(grantee),
-            # "write" adds objects and never deletes them; "read_write" may also delete.
-            ("bucket", "write"): lambda: self.bucket(grant.name).grant_put(grantee),
-            ("bucket", "read_write"): lambda: self.bucket(grant.name).grant_read_write(grantee),
             ("queue", "send"): lambda: self.queue(grant.name).grant_send_messages(grantee),
             ("queue", "consume"): lambda: self.queue(grant.name).grant_consume_messages(grantee),
             ("table", "read"): lambda: self.table(grant.name).grant_read_data(grantee),
@@ -189,7 +202,7 @@ class Resources:
         apply = grants.get((grant.kind, grant.access))
         if apply is None:
             raise DeclarationError(f"access {grant.access!r} does not apply to a {grant.kind} ({grant.name!r})")
-        return apply()
+        return [apply()]
 
     def _grant_watch(self, name: str, grantee: iam.IGrantable) -> iam.Grant:
         """Judging a canary of one function: its metrics, and alarms named ``<function>-canary-*``.

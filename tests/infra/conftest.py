@@ -71,7 +71,7 @@ SAMPLE_TOPOLOGY = Topology(
                 "WORKER_FUNCTION": Ref(kind="function", name="worker"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read"),
+                Grant(kind="bucket", name="models", access="read", prefixes=("models/",)),
                 Grant(kind="queue", name="capture", access="send"),
             ),
             routes=(Route(method="POST", path="/predict"), Route(method="GET", path="/health", auth="none")),
@@ -86,7 +86,7 @@ SAMPLE_TOPOLOGY = Topology(
                 "RETRAIN_ARN": Ref(kind="state_machine", name="retraining", attribute="arn"),
             },
             grants=(
-                Grant(kind="bucket", name="captures", access="write"),
+                Grant(kind="bucket", name="captures", access="write", prefixes=("captured/",)),
                 Grant(kind="queue", name="capture", access="consume"),
                 Grant(kind="table", name="idempotency", access="read_write"),
                 Grant(kind="state_machine", name="retraining", access="start"),
@@ -105,7 +105,7 @@ SAMPLE_TOPOLOGY = Topology(
             grants=(
                 Grant(kind="function", name="inference", access="update_function"),
                 Grant(kind="function", name="inference", access="invoke"),
-                Grant(kind="bucket", name="models", access="read_write"),
+                Grant(kind="bucket", name="models", access="read_write", prefixes=("models/",)),
             ),
             routes=(Route(method="POST", path="/admin/{model}/promote", auth="iam"),),
         ),

@@ -29,7 +29,7 @@ def test_a_declared_function_without_code_fails_synth(tmp_path: Path) -> None:
 
 def test_an_undeclared_reference_fails_synth(tmp_path: Path) -> None:
     broken = SAMPLE_TOPOLOGY.functions[0].model_copy(
-        update={"grants": (Grant(kind="bucket", name="nope", access="read"),)}
+        update={"grants": (Grant(kind="bucket", name="nope", access="read", prefixes=("models/",)),)}
     )
     topology = SAMPLE_TOPOLOGY.model_copy(update={"functions": (broken, *SAMPLE_TOPOLOGY.functions[1:])})
     with pytest.raises(DeclarationError, match="bucket 'nope' is referenced but not declared"):

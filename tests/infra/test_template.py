@@ -328,3 +328,41 @@ def test_dashboard_and_service_alarms(synth: Synth) -> None:
     assert {_name(synth, "api-5xx"), _name(synth, "api-p99-latency")} <= names
     synth.assertions.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
     synth.assertions.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def _s3_object_grants(synth: Synth, function: str) -> dict[str, set[str]]:
+    """Object-key pattern -> S3 actions, for the function's role."""
+    fn = _logical_id(synth, "AWS::Lambda::Function", FunctionName=_name(synth, function))
+    role = synth.template["Resources"][fn]["Properties"]["Role"]["Fn::GetAtt"][0]
+    found: dict[str, set[str]] = {}
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if not any(a.startswith("s3:") for a in actions):
+                continue
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for resource in resources:
+                parts = resource.get("Fn::Join", ["", []])[1] if isinstance(resource, dict) else [resource]
+                suffix = "".join(p for p in parts if isinstance(p, str))
+                if suffix.startswith("/"):
+                    found.setdefault(suffix[1:], set()).update(a for a in actions if a.startswith("s3:"))
+    return found
+
+
+def test_each_function_reaches_only_the_bucket_prefixes_it_owns(real: Synth) -> None:
+    from loopml import keys
+
+    synth = real
+    writes = ("s3:Put", "s3:Delete", "s3:Abort")
+    for spec in synth.topology.functions:
+        grants = _s3_object_grants(synth, spec.name)
+        declared = {keys.object_pattern(p) for g in spec.grants if g.kind == "bucket" for p in g.prefixes}
+        assert grants and set(grants) == declared, (spec.name, sorted(grants))
+        assert "*" not in grants, f"{spec.name} reaches the whole bucket"
+        if spec.name != "retrain":  # only the registering role may write the registry
+            registry_writes = grants.get(keys.object_pattern(keys.MODELS), set())
+            assert not any(a.startswith(writes) for a in registry_writes), (spec.name, registry_writes)
+    assert set(_s3_object_grants(synth, "inference")) == {keys.object_pattern(keys.MODELS)}
+    assert not any(a.startswith(writes) for a in _s3_object_grants(synth, "inference")["models/*"])

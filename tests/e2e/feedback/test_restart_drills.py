@@ -10,6 +10,7 @@ import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_opt_out_then_restart_then_predict_is_not_captured(tmp_path: Path) -> No
 
 
 def test_predict_then_restart_then_erase_leaves_nothing_of_the_subject(tmp_path: Path) -> None:
-    subject = "drill-erased"
+    subject = "drill erased/ü@example.com"  # percent-encoded in the DELETE path, as a client must send it
     with served_stack(tmp_path, 1500, stage=STAGE) as stack:
         status, answer = call(stack, "POST", "/predict", {"instance": example_instance(), "subject_id": subject})
         assert status == 200
@@ -100,7 +101,7 @@ def test_predict_then_restart_then_erase_leaves_nothing_of_the_subject(tmp_path:
         subject_hash = _hash(stack, subject)
 
     with served_stack(tmp_path, 1500, stage=STAGE) as stack:
-        status, receipt = call(stack, "DELETE", f"/subjects/{subject}")
+        status, receipt = call(stack, "DELETE", f"/subjects/{quote(subject, safe='')}")
         assert status == 200, receipt
         assert receipt["predictions_removed"] == 1 and receipt["feedback_removed"] == 2, receipt
         store = _store(stack)

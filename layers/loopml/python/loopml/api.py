@@ -169,6 +169,15 @@ def check_request(event: dict[str, Any]) -> None:
         event["isBase64Encoded"] = False
 
 
+def path_param(app: APIGatewayRestResolver, name: str) -> str:
+    """A path parameter as the client meant it: REST APIs send ``path`` percent-encoded (what the
+    resolver's route arguments are cut from) and ``pathParameters`` decoded; the decoded one counts."""
+    decoded = (app.current_event.path_parameters or {}).get(name)
+    if decoded is None:
+        raise BadRequest(f"path parameter {name!r} is missing")
+    return decoded
+
+
 def api_resolver() -> APIGatewayRestResolver:
     """The resolver every API function uses: validation on, strict body parsing, our error mapping."""
     app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json)

@@ -155,6 +155,7 @@ def _parse_params(pairs: list[str], model_type: str) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from loopml import keys
     from loopml.data import read_path
     from loopml.names import validate_model_name
     from loopml.registry import DataLineage, ModelRegistry, serialize_bundle
@@ -181,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     store = _store(args.bucket, args.aws_port if args.local else None)
     registry = ModelRegistry(store)
-    uri = store.uri(f"datasets/{args.model}/uploads/{digest[:16]}-{args.data.name}")
+    uri = store.uri(f"{keys.DATASETS}{args.model}/uploads/{digest[:16]}-{args.data.name}")
     store.put(uri.split("/", 3)[3], args.data.read_bytes())
     lineage = DataLineage(uri=uri, sha256=digest, rows=len(columns[args.target]))
     meta = registry.register(

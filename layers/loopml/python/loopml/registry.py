@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import joblib
 from pydantic import BaseModel, Field
 
+from loopml import keys
 from loopml.errors import IntegrityError, ModelNotFound, NotFound, VersionConflict
 from loopml.names import validate_model_name
 from loopml.schema import FeatureSchema
@@ -125,7 +126,7 @@ class ModelRegistry:
 
     @staticmethod
     def prefix(model: str) -> str:
-        return f"models/{validate_model_name(model)}/"
+        return f"{keys.MODELS}{validate_model_name(model)}/"
 
     def _claimed_versions(self, model: str) -> list[int]:
         pattern = re.compile(rf"^{re.escape(self.prefix(model))}v(\d+)/")

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from loopml import keys
+
 ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
 Access = Literal[
@@ -29,9 +31,30 @@ class Ref(BaseModel, frozen=True):
 
 
 class Grant(BaseModel, frozen=True):
+    """One permission of a function. On a bucket, ``prefixes`` scope it to those key prefixes
+    (``loopml.keys``): a function reads and writes only what it owns."""
+
     kind: ResourceKind
     name: str
     access: Access
+    prefixes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _scoped(self) -> Grant:
+        if self.kind == "bucket":
+            allowed = (*keys.PREFIXES, keys.DRIFT)
+            if not self.prefixes:
+                raise ValueError(f"a grant on bucket {self.name!r} names its key prefixes (loopml.keys)")
+            unknown = [p for p in self.prefixes if p not in allowed]
+            if unknown:
+                raise ValueError(f"grant on bucket {self.name!r}: {unknown} are not prefixes of loopml.keys")
+        elif self.prefixes:
+            raise ValueError(f"only bucket grants take prefixes (a {self.kind} {self.name!r} has none)")
+        return self
+
+
+def bucket(name: str, access: Access, *prefixes: str) -> Grant:
+    return Grant(kind="bucket", name=name, access=access, prefixes=prefixes)
 
 
 class Route(BaseModel, frozen=True):
@@ -184,8 +207,8 @@ TOPOLOGY = Topology(
         BucketSpec(
             name="models",
             notifications=(  # uploads: see loopml.starter (retraining data) and loopml.batch (scoring)
-                Notification(prefix="incoming/", queue="uploads"),
-                Notification(prefix="batch/input/", queue="batch"),
+                Notification(prefix=keys.INCOMING, queue="uploads"),
+                Notification(prefix=keys.BATCH_INPUT, queue="batch"),
             ),
         ),
     ),
@@ -214,7 +237,7 @@ TOPOLOGY = Topology(
                 "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read"),
+                bucket("models", "read", keys.MODELS),  # the registry: metadata, artifacts, aliases
                 Grant(kind="queue", name="capture", access="send"),
                 Grant(kind="secret", name="subject-key", access="read"),
             ),
@@ -241,7 +264,8 @@ TOPOLOGY = Topology(
                 "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read_write"),
+                bucket("models", "read", keys.MODELS),  # schemas: classes and sensitive features
+                bucket("models", "read_write", keys.CAPTURED),  # the dataset; erasure rewrites and deletes
                 Grant(kind="queue", name="feedback", access="send"),
                 Grant(kind="queue", name="capture", access="consume"),
                 Grant(kind="queue", name="feedback", access="consume"),
@@ -272,7 +296,8 @@ TOPOLOGY = Topology(
                 "INFERENCE_FUNCTION": Ref(kind="function", name="inference"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read_write"),
+                bucket("models", "read_write", keys.MODELS, keys.DATASETS, keys.APPROVALS, keys.RETRAIN),  # registers
+                bucket("models", "read", keys.CAPTURED, keys.INCOMING),  # labelled feedback, uploaded data
                 Grant(kind="function", name="inference", access="update_function"),
                 Grant(kind="function", name="inference", access="invoke"),
                 Grant(kind="function", name="inference", access="watch"),  # canary metrics and alarms
@@ -293,7 +318,8 @@ TOPOLOGY = Topology(
                 "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read_write"),
+                bucket("models", "read", keys.MODELS, keys.CAPTURED),
+                bucket("models", "read_write", keys.DRIFT),  # reports, history, trigger claims
                 Grant(kind="state_machine", name="retrain", access="start"),
                 Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
             ),
@@ -314,7 +340,8 @@ TOPOLOGY = Topology(
                 "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
             },
             grants=(
-                Grant(kind="bucket", name="models", access="read_write"),
+                bucket("models", "read", keys.MODELS, keys.INCOMING),
+                bucket("models", "write", keys.INCOMING),  # the report next to each upload
                 Grant(kind="queue", name="uploads", access="consume"),
                 Grant(kind="state_machine", name="retrain", access="start"),
                 Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
@@ -337,7 +364,8 @@ TOPOLOGY = Topology(
             environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "batch"},
             resources={"MODEL_BUCKET": Ref(kind="bucket", name="models")},
             grants=(
-                Grant(kind="bucket", name="models", access="read_write"),
+                bucket("models", "read", keys.MODELS, keys.BATCH_INPUT),
+                bucket("models", "write", keys.BATCH_OUTPUT),  # scored files and error reports
                 Grant(kind="queue", name="batch", access="consume"),
             ),
             event_sources=(EventSource(queue="batch", batch_size=1, max_batching_window_s=0),),

@@ -21,13 +21,14 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, Field
 
+from loopml import keys
 from loopml.data import detect_format
 from loopml.errors import InvalidInput
 from loopml.names import validate_model_name
 from loopml.settings import FunctionSettings
 
-INPUT = "batch/input/"
-OUTPUT = "batch/output/"
+INPUT = keys.BATCH_INPUT
+OUTPUT = keys.BATCH_OUTPUT
 DEFAULT_MODEL = "default"
 Format = Literal["csv", "jsonl"]
 

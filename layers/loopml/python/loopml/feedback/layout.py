@@ -25,7 +25,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-ROOT = "captured/"
+from loopml import keys
+
+ROOT = keys.CAPTURED
 ERASED = ROOT + "_erased/"
 Kind = Literal["predictions", "feedback"]
 PREDICTION_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from loopml import datasets
+from loopml import datasets, keys
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import LoopmlError
@@ -66,7 +66,7 @@ def ensure_first_model(stack: LocalStack, progress: Progress, rows: int = FIRST_
     progress.step(f"training the first model on the bundled loan-default data ({rows} rows)")
     columns = datasets.loan_default(rows, seed=42)
     data = write_csv(columns)
-    key = f"datasets/{MODEL}/base/loan_default.csv"
+    key = f"{keys.DATASETS}{MODEL}/base/loan_default.csv"
     store.put(key, data)
     schema = infer_schema(columns, datasets.TARGET, SENSITIVE)
     meta = train_and_register(

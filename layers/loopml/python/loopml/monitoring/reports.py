@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from loopml import keys
 from loopml.errors import InvalidInput, NotFound
 from loopml.monitoring.models import DriftRunReport, HistoryPoint, RunSummary
 from loopml.names import validate_model_name
@@ -35,7 +36,7 @@ class ReportObjects(Protocol):
 
 
 def drift_prefix(model: str) -> str:
-    return f"models/{validate_model_name(model)}/drift/"
+    return f"{keys.MODELS}{validate_model_name(model)}/drift/"
 
 
 def version_prefix(model: str, version: int) -> str:

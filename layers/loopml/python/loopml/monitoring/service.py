@@ -23,7 +23,7 @@ from loopml.monitoring.models import (
     layered_config,
 )
 from loopml.monitoring.page import render_page
-from loopml.monitoring.reports import ReportStore, report_key
+from loopml.monitoring.reports import ReportStore, config_key, report_key
 from loopml.monitoring.trigger import RetrainTrigger
 from loopml.registry import ModelMetadata
 
@@ -73,7 +73,7 @@ class DriftMonitor:
         try:
             MonitoringConfig.model_validate(stored)
         except ValidationError as exc:
-            where = f"models/{request.model}/drift/config.json"
+            where = config_key(request.model)
             errors = [{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
             raise InvalidInput(f"the stored monitoring config {where} is invalid", errors) from None
         return layered_config(self._settings, stored, request.config_overrides())

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from loopml import keys
 from loopml.errors import InvalidInput, NotFound, VersionConflict
 from loopml.registry import ObjectStore
 from loopml.retrain.models import ApprovalDecision, ApprovalOutcome
 
-PREFIX = "approvals/"
+PREFIX = keys.APPROVALS
 APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

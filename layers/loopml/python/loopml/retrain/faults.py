@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import loopml.errors as domain_errors
 import loopml.retrain.errors as retrain_errors
+from loopml import keys
 from loopml.errors import ConfigurationError, LoopmlError, VersionConflict
 from loopml.registry import ObjectStore
 
@@ -47,7 +48,7 @@ class FaultInjector:
             if fault.step != step:
                 continue
             for attempt in range(fault.times):
-                key = f"retrain/{model}/{run_id}/faults/{step}-{attempt}"
+                key = f"{keys.RETRAIN}{model}/{run_id}/faults/{step}-{attempt}"
                 try:
                     self._store.put(key, b"injected", if_none_match=True)
                 except VersionConflict:

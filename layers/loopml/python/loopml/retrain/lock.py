@@ -14,6 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from loopml import keys
 from loopml.errors import NotFound, VersionConflict
 from loopml.names import validate_model_name
 from loopml.registry import ObjectStore
@@ -34,7 +35,7 @@ class LockRecord(BaseModel):
 
 
 def lock_key(model: str) -> str:
-    return f"retrain/locks/{validate_model_name(model)}.json"
+    return f"{keys.RETRAIN}locks/{validate_model_name(model)}.json"
 
 
 class RetrainLock:

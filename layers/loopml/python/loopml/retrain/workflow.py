@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from loopml import keys
 from loopml.data import read_table, sha256_hex, write_csv
 from loopml.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
 from loopml.feedback.reader import CapturedRow
@@ -136,7 +137,7 @@ class RetrainWorkflow:
 
     @staticmethod
     def _prefix(run: RunConfig) -> str:
-        return f"retrain/{run.model}/{run.run_id}/"
+        return f"{keys.RETRAIN}{run.model}/{run.run_id}/"
 
     def _record(
         self,
@@ -171,7 +172,7 @@ class RetrainWorkflow:
 
     def _snapshot(self, run: RunConfig, name: str, columns: dict[str, list[Any]]) -> DataLineage:
         data = write_csv(columns)
-        key = f"datasets/{run.model}/retrain/{run.run_id}/{name}.csv"
+        key = f"{keys.DATASETS}{run.model}/retrain/{run.run_id}/{name}.csv"
         self.store.put(key, data)
         return DataLineage(uri=self.store.uri(key), sha256=sha256_hex(data), rows=len(next(iter(columns.values()))))
 

@@ -14,9 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from loopml import keys
 from loopml.settings import FunctionSettings
 
-INCOMING = "incoming/"
+INCOMING = keys.INCOMING
 REPORT_SUFFIXES = (".rejected.json", ".started.json", ".refused.json")
 MAX_LISTED_PROBLEMS = 200
 
