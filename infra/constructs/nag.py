@@ -33,9 +33,7 @@ GRANT_WILDCARDS: tuple[tuple[str, str], ...] = (
         "Objects of one declared bucket, as scoped by its grant_* call.",
     ),
     (
-        r"Resource::<[A-Za-z0-9]+\.Arn>/(?:"
-        + "|".join(re.escape(p) for p in (*keys.PREFIXES, keys.DRIFT))
-        + r")\*",
+        r"Resource::<[A-Za-z0-9]+\.Arn>/(?:" + "|".join(re.escape(p) for p in (*keys.PREFIXES, keys.DRIFT)) + r")\*",
         "Objects under one key prefix of a declared bucket (loopml.keys): the part the function owns.",
     ),
     (

@@ -1,4 +1,4 @@
-"""SQS sending in batches of ten, retrying only the entries SQS rejected."""
+"""SQS sending in batches of at most ten messages and 256 KiB, retrying only the entries SQS rejected."""
 
 from __future__ import annotations
 
@@ -9,6 +9,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loopml.adapters.aws import translate
 
 BATCH = 10
+MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of its bodies
+
+
+def batches(bodies: list[str]) -> list[list[str]]:
+    """Consecutive groups within both limits; a body alone over the size limit still goes alone."""
+    groups: list[list[str]] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode("utf-8", "surrogatepass"))
+        if not groups or len(groups[-1]) == BATCH or size + length > MAX_BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(body)
+        size += length
+    return groups
 
 
 class SqsSender:
@@ -20,8 +35,8 @@ class SqsSender:
     def __call__(self, bodies: list[str]) -> int:
         """Send every body; returns how many were still rejected after the retries."""
         failed = 0
-        for start in range(0, len(bodies), BATCH):
-            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + BATCH])]
+        for group in batches(bodies):
+            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(group)]
             for _ in range(self._attempts):
                 try:
                     result = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
