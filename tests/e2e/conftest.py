@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +16,7 @@ from typing import Any
 from loopml.local.apigw import ADMIN_TOKEN_HEADER
 from loopml.local.stack import LocalStack
 from loopml.local.up import Progress, ensure_first_model, http_json
+from tests.conftest import ROOT
 
 
 class LogSink:
@@ -62,3 +67,52 @@ def wait_for(
             tail = "\n".join(log.lines[-40:]) if log else ""
             raise AssertionError(f"{what} not reached in {timeout_s} s; last function output:\n{tail}")
         time.sleep(interval_s)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no conflict
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class CliStack:
+    """A local stack started as a user starts it (``make up`` or ``loopml local up ...``), until its
+    summary; ``stop`` is Ctrl-C to the whole process group, as a terminal sends it."""
+
+    def __init__(self, argv: list[str], api: str, cwd: Path = ROOT, timeout_s: float = 180) -> None:
+        self.api = api
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "Ctrl-C to stop." in line:
+                return
+        self.stop()
+        raise AssertionError(f"{' '.join(argv)} did not come up:\n" + "".join(self.output[-60:]))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        assert self.proc.stdout is not None
+        self.output.extend(self.proc.stdout.readlines())
+        return self.proc.returncode

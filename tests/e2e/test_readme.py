@@ -9,14 +9,13 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.conftest import CliStack, port_is_free
 
 pytestmark = pytest.mark.e2e
 API = "http://127.0.0.1:3000"  # the README's address: `make up` serves on its defaults
@@ -27,60 +26,11 @@ STOPPED = (
 )  # make re-raises the Ctrl-C it got, after loopml has stopped cleanly  # the default state dir, as `make up` uses it from the repo root
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no conflict
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-class Up:
+def make_up() -> CliStack:
     """``make up`` exactly as the README prints it: from the repo root, default state dir and ports."""
-
-    def __init__(self) -> None:
-        busy = [p for p in (3000, 4566) if not port_is_free(p)]
-        assert not busy, f"ports {busy} are in use: stop the running `make up` before running this test"
-        self.api = API
-        self.proc = subprocess.Popen(
-            ["make", "up"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            start_new_session=True,  # its own process group: Ctrl-C reaches make and loopml, as in a terminal
-        )
-        self.output: list[str] = []
-        deadline = time.monotonic() + 180
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "Ctrl-C to stop." in line:
-                return
-        self.stop()
-        raise AssertionError("`make up` did not come up:\n" + "".join(self.output[-60:]))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def stop(self) -> int:
-        """Ctrl-C: SIGINT to the whole foreground process group."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        assert self.proc.stdout is not None
-        self.output.extend(self.proc.stdout.readlines())
-        return self.proc.returncode
+    busy = [p for p in (3000, 4566) if not port_is_free(p)]
+    assert not busy, f"ports {busy} are in use: stop the running `make up` before running this test"
+    return CliStack(["make", "up"], API)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +48,8 @@ def fresh_state() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def up(fresh_state: None) -> Iterator[Up]:
-    stack = Up()
+def up(fresh_state: None) -> Iterator[CliStack]:
+    stack = make_up()
     try:
         yield stack
     finally:
@@ -124,7 +74,7 @@ def curl(command: str, api: str) -> tuple[int, str]:
     return int(status), body
 
 
-def test_summary_says_what_runs_and_how_to_call_it(up: Up) -> None:
+def test_summary_says_what_runs_and_how_to_call_it(up: CliStack) -> None:
     text = up.text
     assert "registered default v1 as champion" in text
     assert f"API            {up.api}" in text
@@ -132,7 +82,7 @@ def test_summary_says_what_runs_and_how_to_call_it(up: Up) -> None:
     assert "curl -s -X POST" in text
 
 
-def test_every_readme_curl_works_as_printed(up: Up) -> None:
+def test_every_readme_curl_works_as_printed(up: CliStack) -> None:
     commands = readme_curls()
     assert len(commands) >= 5
     for command in commands:
@@ -147,7 +97,7 @@ def test_every_readme_curl_works_as_printed(up: Up) -> None:
                 assert set(answer["predictions"][0]["explanation"]) == set(sent["instance"])
 
 
-def test_every_readme_shell_block_runs_as_printed(up: Up) -> None:
+def test_every_readme_shell_block_runs_as_printed(up: CliStack) -> None:
     blocks = readme_shell_blocks()
     assert len(blocks) >= 2
     for block in blocks:
@@ -160,7 +110,7 @@ def test_every_readme_shell_block_runs_as_printed(up: Up) -> None:
         assert done.returncode == 0, (block, done.stdout[-2000:], done.stderr[-2000:])
 
 
-def test_summary_curl_lines_work_too(up: Up) -> None:
+def test_summary_curl_lines_work_too(up: CliStack) -> None:
     text = up.text.replace(" \\\n       -d", " -d")
     commands = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
     assert commands
@@ -169,7 +119,7 @@ def test_summary_curl_lines_work_too(up: Up) -> None:
         assert status == 200, (command, body)
 
 
-def test_malformed_requests_over_http_name_the_problem(up: Up) -> None:
+def test_malformed_requests_over_http_name_the_problem(up: CliStack) -> None:
     status, body = curl(f"curl -s -X POST {up.api}/predict -H 'content-type: application/json' -d '{{oops'", up.api)
     assert status == 400 and "not valid JSON" in body
     status, body = curl(
@@ -184,7 +134,7 @@ def test_malformed_requests_over_http_name_the_problem(up: Up) -> None:
     assert status == 403
 
 
-def test_admin_routes_need_the_printed_token(up: Up) -> None:
+def test_admin_routes_need_the_printed_token(up: CliStack) -> None:
     token = (STATE / "secrets" / "admin-token").read_text().strip()
     assert f"admin token    {token}" in up.text
     status, body = curl(f"curl -s -X DELETE {up.api}/subjects/nobody", up.api)
@@ -193,7 +143,7 @@ def test_admin_routes_need_the_printed_token(up: Up) -> None:
     assert status == 200, body
 
 
-def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: Up) -> None:
+def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: CliStack) -> None:
     """`make fuzz` runs `loopml fuzz` (10,000 requests); the suite sends fewer through the same command."""
     report = ROOT / "build" / "fuzz-suite.json"
     done = subprocess.run(
@@ -216,10 +166,10 @@ def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: Up) -> No
     assert fuzzed == documented
 
 
-def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: Up) -> None:
+def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: CliStack) -> None:
     assert up.stop() in STOPPED
     assert "stopping (state saved)" in up.text and "local stack stopped" in up.text
-    again = Up()
+    again = make_up()
     try:
         assert "model default v1 found in the persisted registry" in again.text
         assert "training the first model" not in again.text

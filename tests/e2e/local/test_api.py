@@ -64,7 +64,7 @@ def test_route_with_path_parameter_builds_the_rest_proxy_event(stack):
     context = event["requestContext"]
     assert context["stage"] == "test"
     assert context["resourcePath"] == "/echo/{id}"
-    assert context["path"] == "/test/echo/42"
+    assert context["path"] == "/echo/42"  # as the client sent it: the local URL has no stage prefix
     assert context["httpMethod"] == "GET"
     assert context["accountId"] == "123456789012"
     assert context["identity"]["sourceIp"] == "127.0.0.1"
@@ -131,7 +131,7 @@ def test_integration_timeout_is_504():
         time.sleep(1.0)
         return InvokeResult(200, b'{"statusCode": 200}', "1")
 
-    api = ApiGateway(TEST_TOPOLOGY, slow, port=0, integration_timeout_s=0.2)
+    api = ApiGateway(TEST_TOPOLOGY, slow, port=0, admin_token=ADMIN_TOKEN, integration_timeout_s=0.2)
     api.start()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
@@ -160,3 +160,27 @@ def test_round_trip_overhead_stays_small(stack):
         connection.close()
     # ~0.6 ms measured on an idle 2-core machine; the bound leaves room for a loaded CI box.
     assert statistics.median(timings[10:]) < 15, timings
+
+
+@pytest.mark.parametrize("method", ["TRACE", "BREW", "PATCH"])
+def test_unknown_methods_are_answered_as_api_gateway_does_in_json(stack, method):
+    status, headers, body = _request(stack, method, "/echo/1")
+    assert status == 403 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"message": "Missing Authentication Token"}
+
+
+def test_an_event_over_lambdas_payload_limit_is_413_in_json(stack):
+    status, headers, body = _request(stack, "POST", "/echo", body=b"x" * (6 * 1024 * 1024 + 1))
+    assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
+
+
+def test_a_request_line_http_cannot_parse_is_400_in_json(stack):
+    import socket
+
+    split = urlsplit(stack.api_url)
+    with socket.create_connection((split.hostname, split.port), timeout=10) as sock:
+        sock.sendall(b"GET /echo/1 HTTP/9.9 extra\r\n\r\n")
+        answer = sock.recv(65536).decode()
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head
+    assert "message" in json.loads(body)

@@ -114,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=None, help="default: a new temporary folder")
     demo.set_defaults(run=_demo)
 
+    promote = sub.add_parser("promote", help="serve a registered version now: verify it, publish, move live")
+    promote.add_argument("model")
+    promote.add_argument("version", help="a version number (3 or v3)")
+    promote.add_argument("--reason", default="promoted by hand (loopml promote)")
+    promote.add_argument("--force", action="store_true", help="also end a canary in flight")
+    promote.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    promote.set_defaults(run=_promote)
+    rollback = sub.add_parser("rollback", help="serve the previous champion again (works when the champion is broken)")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason", default="rolled back by hand (loopml rollback)")
+    rollback.add_argument("--force", action="store_true", help="also end a canary in flight")
+    rollback.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    rollback.set_defaults(run=_rollback)
+
     fuzz = sub.add_parser("fuzz", help="schemathesis against the running local stack: every route, every check")
     fuzz.add_argument("--requests", type=int, default=10_000, help="how many requests to send (default %(default)s)")
     fuzz.add_argument("--api-url", default=f"http://127.0.0.1:{LOCAL_API_PORT}")
@@ -186,13 +200,16 @@ def _train(args: argparse.Namespace) -> int:
     store.put(uri.split("/", 3)[3], args.data.read_bytes())
     lineage = DataLineage(uri=uri, sha256=digest, rows=len(columns[args.target]))
     meta = registry.register(
-        metadata_for(trained, args.model, lineage, actor=f"cli:{os.environ.get('USER', 'unknown')}"),
+        metadata_for(trained, args.model, lineage, actor=_actor()),
         serialize_bundle(trained.bundle),
     )
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
-    if args.champion:
-        registry.set_alias(args.model, "champion", meta.version, actor="cli", reason="loopml train --champion")
-        print(f"{args.model} champion -> v{meta.version}")
+    if args.champion and args.local and args.model == _served_model():
+        # What the CLI says is what is served: the same promotion as `loopml promote`.
+        _print_served(_promotion(args.aws_port).promote(args.model, meta.version, _actor(), "loopml train --champion"))
+    elif args.champion:
+        registry.set_alias(args.model, "champion", meta.version, actor=_actor(), reason="loopml train --champion")
+        print(f"{args.model} champion -> v{meta.version} (registry alias; no local inference function serves it)")
     return 0
 
 
@@ -312,6 +329,54 @@ def _retrain(args: argparse.Namespace) -> int:
         return 0
     print(f"{described['status'].lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
     return 1
+
+
+def _promotion(aws_port: int) -> Any:
+    from loopml.promotion import Promotion
+    from loopml.registry import ModelRegistry
+    from loopml.retrain.adapters import InferenceAlias
+    from loopml.topology import TOPOLOGY, physical_name
+
+    registry = ModelRegistry(_store(None, aws_port))
+    alias = InferenceAlias(
+        _local_client("lambda", aws_port), physical_name(LOCAL_STAGE, "inference"), TOPOLOGY.function("inference").alias
+    )
+    return Promotion(registry, alias)
+
+
+def _served_model() -> str:
+    from loopml.topology import TOPOLOGY
+
+    return str(TOPOLOGY.function("inference").environment.get("MODEL_NAME", DEFAULT_MODEL))
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _print_served(served: Any) -> None:
+    before = f" (was v{served.previous_version})" if served.previous_version else ""
+    verb = "rolled back to" if served.action == "rolled_back" else "now serves"
+    print(f"{served.model} {verb} v{served.version}{before}: alias live -> Lambda version {served.lambda_version}")
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from loopml.names import validate_model_name
+
+    model = validate_model_name(args.model)
+    text = args.version.strip().lower().removeprefix("v")
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"version {args.version!r}: expected a version number such as 3 or v3")
+    _print_served(_promotion(args.aws_port).promote(model, int(text), _actor(), args.reason, force=args.force))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from loopml.names import validate_model_name
+
+    model = validate_model_name(args.model)
+    _print_served(_promotion(args.aws_port).rollback(model, _actor(), args.reason, force=args.force))
+    return 0
 
 
 def _fuzz(args: argparse.Namespace) -> int:

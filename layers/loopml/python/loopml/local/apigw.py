@@ -327,6 +327,7 @@ class _ApiHandler(LoopbackHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (bad request line, oversized headers) as JSON, like API Gateway."""
         self.close_connection = True
+        self.request_version = "HTTP/1.1"  # a status line even when the request line was unreadable
         body = json.dumps({"message": message or HTTPStatus(code).phrase}).encode()
         self.send_response(code, message)
         self.send_header("Content-Type", "application/json")

@@ -28,6 +28,7 @@ from loopml.data import read_table, sha256_hex, write_csv
 from loopml.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
 from loopml.feedback.reader import CapturedRow
 from loopml.observability import logger
+from loopml.promotion import Promotion
 from loopml.registry import (
     DataLineage,
     HistoryAction,
@@ -99,6 +100,7 @@ class RetrainWorkflow:
         self.approvals = approvals
         self.feedback = feedback
         self.lock = RetrainLock(store, clock)
+        self.promotion = Promotion(self.registry, alias, clock)
         self.faults = faults
         self._clock = clock
 
@@ -426,16 +428,15 @@ class RetrainWorkflow:
     def promote(self, state: RetrainState) -> Outcome:
         run, canary = state.run, _need(state.canary, "canary")
         verdict: Verdict = _need(state.verdict, "verdict")
-        self.alias.route(canary.lambda_version)
         reason = f"canary healthy after {run.bake_minutes:g} minutes ({run.reason})"
-        self.registry.set_alias(run.model, "champion", canary.model_version, self._actor(run), reason)
-        self._record(
-            run,
-            "promoted",
+        self.promotion.serve(
+            run.model,
+            canary.model_version,
+            canary.lambda_version,
+            self._actor(run),
             reason,
-            version=canary.model_version,
-            previous=canary.champion_version,
-            lambda_version=canary.lambda_version,
+            run_id=run.run_id,
+            trigger_reason=run.reason,
             verdict=verdict.model_dump(mode="json"),
         )
         self.metrics.delete_alarms(canary.alarms)
