@@ -170,7 +170,7 @@ def test_unknown_methods_are_answered_as_api_gateway_does_in_json(stack, method)
 
 
 def test_an_event_over_lambdas_payload_limit_is_413_in_json(stack):
-    status, headers, body = _request(stack, "POST", "/echo", body=b"x" * (6 * 1024 * 1024 + 1))
+    status, _, body = _request(stack, "POST", "/echo", body=b"x" * (6 * 1024 * 1024 + 1))
     assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
 
 
