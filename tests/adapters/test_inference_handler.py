@@ -199,9 +199,17 @@ def test_every_sample_event_parses_through_the_handler_models():
 
 def test_swagger_page_is_served(deployed):
     module, _, _ = deployed
-    out = module.handler(event("get_health.json", path="/swagger", resource="/swagger"), Context())
-    assert out["statusCode"] == 200
-    assert "swagger" in out["body"].lower() and "/predict" in out["body"]
+    page = event("get_health.json", path="/swagger", resource="/swagger")
+    page["requestContext"] = {**page["requestContext"], "path": "/dev/swagger"}
+    out = module.handler(page, Context())
+    assert out["statusCode"] == 200 and out["multiValueHeaders"]["Content-Type"] == ["text/html"]
+    assert "swagger-ui" in out["body"] and '"/dev/openapi.json"' in out["body"]
+    spec = event("get_health.json", path="/openapi.json", resource="/openapi.json")
+    spec["requestContext"] = {**spec["requestContext"], "path": "/dev/openapi.json"}
+    document = json.loads(module.handler(spec, Context())["body"])
+    assert document["servers"] == [{"url": "/dev"}]
+    assert {"/predict", "/feedback", "/drift/evaluate", "/approvals/{token}"} <= set(document["paths"])
+    assert "age" in document["components"]["schemas"]["Instance"]["properties"]
 
 
 def _instance() -> dict[str, Any]:

@@ -163,7 +163,7 @@ def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: CliStack)
         for m in item
     }
     fuzzed = {tuple(label.split(" ")[:2]) for label in summary["by_operation"]}
-    assert fuzzed == documented
+    assert fuzzed == documented - {("GET", "/openapi.json")}  # schemathesis leaves out the route it loads from
 
 
 def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: CliStack) -> None:

@@ -88,14 +88,14 @@ def run(api_url: str, requests: int, headers: dict[str, str], seed: int = 0) -> 
     report = FuzzReport()
     started = time.perf_counter()
     session = http.Session()
-    per_round = max(1, min(200, requests // len(strategies) + 1))
+    per_round = max(1, min(200, requests // len(strategies)))
     round_seed = seed
     exhausted: set[int] = set()  # e.g. negative cases of a route that takes no input: none exist
     while report.requests < requests:
         sent = report.requests
         for index, (op, mode, strategy) in enumerate(strategies):
-            if index in exhausted or report.requests >= requests:
-                continue
+            if index in exhausted or (report.requests >= requests and round_seed > seed):
+                continue  # the first round reaches every operation, whatever the budget
             try:
                 _fuzz_operation(report, op, mode, strategy, per_round, round_seed, api_url, session, headers, checks)
             except hypothesis.errors.Unsatisfiable:
