@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from http import HTTPStatus
@@ -119,20 +120,21 @@ def _media_type(event: dict[str, Any]) -> tuple[str, str | None]:
     return media.strip().lower(), charset
 
 
+@functools.cache
 def _declared_queries() -> dict[tuple[str, str], frozenset[str]]:
+    """Read from the declaration on the first request that has a query string: not at cold start."""
     from loopml.topology import TOPOLOGY
 
     return {(r.method, r.path): frozenset(r.query) for spec in TOPOLOGY.functions for r in spec.routes}
 
 
-_QUERIES = _declared_queries()
-
-
 def check_query(event: dict[str, Any]) -> None:
     """Query parameters a route does not declare are a caller's mistake (a typo would be silently ignored)."""
-    allowed = _QUERIES.get((event.get("httpMethod", ""), event.get("resource", "")))
     given = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters") or {}
-    if allowed is None or not isinstance(given, dict):
+    if not given or not isinstance(given, dict):
+        return
+    allowed = _declared_queries().get((event.get("httpMethod", ""), event.get("resource", "")))
+    if allowed is None:
         return
     unknown = sorted(str(name) for name in given if name not in allowed)
     if unknown:
