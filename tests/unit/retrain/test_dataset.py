@@ -53,9 +53,29 @@ def test_too_few_rows(loan_schema: FeatureSchema) -> None:
         combine(datasets.loan_default(30, seed=1), [], loan_schema, 0.2)
 
 
-def test_holdout_missing_a_class(loan_schema: FeatureSchema) -> None:
+def test_a_recent_slice_missing_a_class_falls_back_to_a_stratified_holdout(loan_schema: FeatureSchema) -> None:
     base = datasets.loan_default(300, seed=1)
     recent = datasets.loan_default(200, seed=2)
     recent[datasets.TARGET] = [0] * 200
-    with pytest.raises(InsufficientData, match="holdout"):
-        combine(base, captured_rows(recent, AT), loan_schema, 0.2)
+    prepared = combine(base, captured_rows(recent, AT), loan_schema, 0.2)
+    assert prepared.holdout_method == "stratified"
+    assert set(prepared.holdout[datasets.TARGET]) == {0, 1}
+
+
+def test_a_file_sorted_by_its_target_gets_a_holdout_with_every_class(loan_schema: FeatureSchema) -> None:
+    base = datasets.loan_default(500, seed=3)
+    order = sorted(range(500), key=lambda i: base[datasets.TARGET][i])
+    ordered = {name: [values[i] for i in order] for name, values in base.items()}
+    prepared = combine(ordered, [], loan_schema, 0.2)
+    assert prepared.holdout_method == "stratified"
+    counts = {c: prepared.holdout[datasets.TARGET].count(c) for c in (0, 1)}
+    assert min(counts.values()) >= 2, counts
+    shares = sum(1 for v in ordered[datasets.TARGET] if v == 1) / 500
+    assert abs(counts[1] / sum(counts.values()) - shares) < 0.05  # stratified: the class shares are kept
+
+
+def test_data_that_truly_lacks_a_class_is_refused_naming_it(loan_schema: FeatureSchema) -> None:
+    base = datasets.loan_default(300, seed=1)
+    base[datasets.TARGET] = [0] * 299 + [1]
+    with pytest.raises(InsufficientData, match="classes with fewer than"):
+        combine(base, [], loan_schema, 0.2)

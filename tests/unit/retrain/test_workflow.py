@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,11 @@ def _actions(world: World, run_id: str) -> list[str]:
     return [e.action for e in world.registry.history(MODEL) if e.details.get("run_id") == run_id]
 
 
-def _deployed(world: World, name: str = "run-1") -> dict:
-    state = world.through_evaluate(name, **LENIENT)
+ENOUGH = VersionMetrics(predictions=500, invocations=500, errors=0, degraded=0, latency_p99_ms=20, mean_confidence=0.8)
+
+
+def _deployed(world: World, name: str = "run-1", **fields: Any) -> dict:
+    state = world.through_evaluate(name, **{**LENIENT, **fields})
     assert state["evaluation"]["passed"], state["evaluation"]["reasons"]
     state = world.step("register", state, "registered")
     return world.step("deploy", state, "canary")
@@ -39,8 +43,9 @@ def test_promotion(world: World) -> None:
     assert world.alias.versions[canary["lambda_version"]]["MODEL_VERSION"] == "2"
     assert len(world.metrics.alarms) == 3
 
+    world.metrics.by_version = {1: ENOUGH, 2: ENOUGH}
     state = world.step("check", state, "verdict")
-    assert state["verdict"]["healthy"]
+    assert state["verdict"]["decision"] == "promote", state["verdict"]["reasons"]
     state = world.step("promote", state, "outcome")
 
     assert state["outcome"] == {
@@ -72,9 +77,9 @@ def test_gated_out_challenger_is_recorded_and_unlocks(world: World) -> None:
 def test_unhealthy_canary_is_rolled_back(world: World) -> None:
     state = _deployed(world)
     world.metrics.in_alarm = {state["canary"]["alarms"][0]}
-    world.metrics.by_version[2] = VersionMetrics(predictions=50, degraded=10)
+    world.metrics.by_version = {1: ENOUGH, 2: VersionMetrics(predictions=500, invocations=500, degraded=60)}
     state = world.step("check", state, "verdict")
-    assert not state["verdict"]["healthy"]
+    assert state["verdict"]["decision"] == "rollback"
     state = world.step("rollback", state, "outcome")
     assert world.alias.routing() == ("1", {})
     assert world.registry.resolve(MODEL, "champion") == 1
@@ -91,6 +96,46 @@ def test_online_accuracy_counts_when_enough_labels(world: World) -> None:
     verdict = world.step("check", state, "verdict")["verdict"]
     assert verdict["online_accuracy"]["labels"] == 40
     assert 0 <= verdict["online_accuracy"]["canary"] <= 1
+
+
+def test_a_silent_canary_is_extended_then_inconclusive_and_the_champion_serves(world: World) -> None:
+    state = _deployed(world, bake_minutes=1)
+    assert state["run"]["max_bake_seconds"] == 4 * state["run"]["bake_seconds"] == 240
+    verdict = world.step("check", state, "verdict")["verdict"]
+    assert verdict["decision"] == "extend"
+    world.clock.now += timedelta(seconds=state["run"]["max_bake_seconds"])
+    state = world.step("check", state, "verdict")
+    assert state["verdict"]["decision"] == "inconclusive"
+    state = world.step("inconclusive", state, "outcome")
+    assert state["outcome"]["outcome"] == "inconclusive"
+    assert world.alias.routing() == ("1", {}) and world.registry.resolve(MODEL, "champion") == 1
+    event = world.registry.history(MODEL)[-1]
+    assert event.action == "inconclusive" and "the canary served 0 predictions; need 50" in event.reason
+    assert world.workflow.lock.current(MODEL) is None
+
+
+def test_a_run_for_a_model_this_deployment_does_not_serve_touches_nothing(world: World) -> None:
+    from loopml.retrain.errors import ModelNotServed
+
+    world.alias.weights = {"7": 0.1}  # another model's canary in flight
+    with pytest.raises(ModelNotServed, match="'nope' is not served"):
+        world.started("run-x", model="nope")
+    assert world.alias.routing() == ("1", {"7": 0.1}) and world.alias.routes == []
+    assert world.store.list_keys("models/nope/") == [] and world.store.list_keys("retrain/locks/") == []
+
+
+def test_cleanup_leaves_weights_it_did_not_set(world: World) -> None:
+    state = world.started()
+    world.alias.weights = {"7": 0.1}  # a canary that is not this run's
+    state["error"] = {"Error": "InsufficientData", "Cause": "too few rows"}
+    world.step("cleanup", state, "outcome")
+    assert world.alias.routing() == ("1", {"7": 0.1}) and world.alias.routes == []
+    world.alias.weights = {}
+    deployed = _deployed(world, "run-2")
+    world.alias.route("1", "9", 0.2)  # someone moved live to another canary since
+    deployed["error"] = {"Error": "TransientError", "Cause": "x"}
+    world.step("cleanup", deployed, "outcome")
+    assert world.alias.routing() == ("1", {"9": 0.2})
 
 
 def test_cleanup_after_a_half_done_deploy(world: World) -> None:

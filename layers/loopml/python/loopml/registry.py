@@ -34,7 +34,9 @@ from loopml.schema import FeatureSchema
 
 ARTIFACT = "model.joblib"
 ALIASES = ("champion", "challenger")
-HistoryAction = Literal["registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "failed"]
+HistoryAction = Literal[
+    "registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "inconclusive", "failed"
+]
 
 
 class ObjectStore(Protocol):

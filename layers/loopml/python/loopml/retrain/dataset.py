@@ -4,7 +4,9 @@ Rows are checked against the champion's schema (every feature present, numbers p
 known class); rows that fail are dropped and counted. Exact duplicates (same features and label) are
 kept once, at their latest position. The base data is older than any feedback, and feedback is
 ordered by prediction time, so the last ``holdout_fraction`` of the rows is the most recent slice: the
-holdout both models are scored on.
+holdout both models are scored on. When that slice would miss a class (a file sorted by its target,
+say), the holdout is a stratified sample instead (seeded, so a rerun gives the same rows); the method
+is recorded in the lineage. Only data that truly lacks a class is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from sklearn.model_selection import train_test_split
 
 from loopml.data import Columns
 from loopml.errors import InsufficientData, InvalidInput
@@ -24,6 +28,9 @@ from loopml.training import MIN_PER_CLASS, check_trainable
 MIN_HOLDOUT_PER_CLASS = 2
 
 
+HoldoutMethod = Literal["time", "stratified"]
+
+
 @dataclass(frozen=True)
 class PreparedData:
     train: Columns
@@ -32,6 +39,36 @@ class PreparedData:
     feedback_rows: int
     duplicates_removed: int
     invalid_rows: int
+    holdout_method: HoldoutMethod = "time"
+
+
+def _class_counts(rows: Sequence[Mapping[str, Any]], schema: FeatureSchema) -> dict[str, int]:
+    counts = {str(c): 0 for c in schema.classes}
+    for r in rows:
+        counts[str(r[schema.target])] = counts.get(str(r[schema.target]), 0) + 1
+    return counts
+
+
+def split_holdout(
+    rows: list[dict[str, Any]], schema: FeatureSchema, fraction: float, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], HoldoutMethod]:
+    """The most recent ``fraction`` when it holds every class (and leaves enough to train on), else a
+    stratified sample of the same size."""
+    n_holdout = max(1, round(len(rows) * fraction))
+    train_rows, holdout_rows = rows[:-n_holdout], rows[-n_holdout:]
+    recent = _class_counts(holdout_rows, schema)
+    rest = _class_counts(train_rows, schema)
+    if min(recent.values()) >= MIN_HOLDOUT_PER_CLASS and min(rest.values()) >= MIN_PER_CLASS:
+        return train_rows, holdout_rows, "time"
+    labels = [str(r[schema.target]) for r in rows]
+    index = list(range(len(rows)))
+    n_classes = len(schema.classes)
+    size = max(n_holdout, n_classes * MIN_HOLDOUT_PER_CLASS)
+    try:
+        train_idx, holdout_idx = train_test_split(index, test_size=size, random_state=seed, stratify=labels)
+    except ValueError:  # a class too small to appear on both sides
+        return train_rows, holdout_rows, "time"  # the caller names the thin classes
+    return [rows[i] for i in sorted(train_idx)], [rows[i] for i in sorted(holdout_idx)], "stratified"
 
 
 def clean_row(row: Mapping[str, Any], label: Any, schema: FeatureSchema) -> dict[str, Any] | None:
@@ -94,8 +131,7 @@ def combine(
     rows = list(kept.values())
     labels = [r[schema.target] for r in rows]
     check_trainable(labels, schema.classes)
-    n_holdout = max(1, round(len(rows) * holdout_fraction))
-    train_rows, holdout_rows = rows[:-n_holdout], rows[-n_holdout:]
+    train_rows, holdout_rows, method = split_holdout(rows, schema, holdout_fraction)
     thin = {
         str(c): n
         for c in schema.classes
@@ -103,8 +139,8 @@ def combine(
     }
     if thin:
         raise InsufficientData(
-            f"the recent holdout ({len(holdout_rows)} rows) has fewer than {MIN_HOLDOUT_PER_CLASS} rows "
-            f"of classes {thin}: both models cannot be compared fairly"
+            f"the data has too few rows of classes {thin} for a holdout with {MIN_HOLDOUT_PER_CLASS} of each "
+            f"({len(holdout_rows)} holdout rows): both models cannot be compared fairly"
         )
     check_trainable([r[schema.target] for r in train_rows], schema.classes)
     names = [*schema.names, schema.target]
@@ -115,6 +151,7 @@ def combine(
         feedback_rows=len(ordered),
         duplicates_removed=duplicates,
         invalid_rows=invalid,
+        holdout_method=method,
     )
 
 

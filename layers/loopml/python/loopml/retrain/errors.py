@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loopml.errors import LoopmlError
+from loopml.errors import InvalidInput, LoopmlError
 
 
 class RetrainingInProgress(LoopmlError):
@@ -15,3 +15,7 @@ class ApprovalRejected(LoopmlError):
 
 class DeploymentFailed(LoopmlError):
     """Lambda did not finish updating the inference function, or its alias is not ours to change."""
+
+
+class ModelNotServed(InvalidInput):
+    """A retraining was asked for a model this deployment does not serve (or has never registered)."""

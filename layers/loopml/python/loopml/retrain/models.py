@@ -33,6 +33,7 @@ Step = Literal[
     "check",
     "promote",
     "rollback",
+    "inconclusive",
     "cleanup",
 ]
 PrimaryMetric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
@@ -58,7 +59,7 @@ class CanaryPolicy(BaseModel, extra="forbid"):
     max_confidence_drop: float = Field(default=0.1, ge=0, le=1)
     max_accuracy_drop: float = Field(default=0.05, ge=0, le=1)
     min_labels: int = Field(default=30, ge=1)
-    min_predictions: int = Field(default=0, ge=0)
+    min_predictions: int = Field(default=50, ge=1)  # per side: silence is never evidence of health
     min_answer_ratio: float = Field(default=0.5, ge=0, le=1)  # predictions per invocation vs the champion's
     min_invocations: int = Field(default=10, ge=1)
     latency_alarm_ms: float = Field(default=1000.0, gt=0)
@@ -74,6 +75,12 @@ class RetrainInput(BaseModel, extra="forbid"):
     approval_timeout_minutes: float = Field(default=1440, gt=0, le=7 * 1440)
     canary_percent: float = Field(default=10, gt=0, le=50)
     bake_minutes: float = Field(default=5, ge=0, le=1440)
+    max_bake_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        le=7 * 1440,
+        description="default: 4x bake_minutes; then too little evidence is inconclusive",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     primary_metric: PrimaryMetric = "roc_auc"
     tolerance: float = Field(default=0.01, ge=0, le=1)
@@ -82,6 +89,10 @@ class RetrainInput(BaseModel, extra="forbid"):
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
     feedback_days: int = Field(default=30, ge=0, le=365)
     canary_policy: CanaryPolicy = CanaryPolicy()
+
+    @property
+    def longest_bake_minutes(self) -> float:
+        return 4 * self.bake_minutes if self.max_bake_minutes is None else self.max_bake_minutes
 
     @field_validator("params")
     @classmethod
@@ -104,6 +115,7 @@ class RunConfig(RetrainInput):
     run_id: str
     started_at: datetime
     bake_seconds: int
+    max_bake_seconds: int = 0
     approval_timeout_seconds: int
 
     @classmethod
@@ -114,6 +126,13 @@ class RunConfig(RetrainInput):
             run_id=run_id,
             started_at=now,
             bake_seconds=math.ceil(given.bake_minutes * 60),
+            max_bake_seconds=math.ceil(
+                max(
+                    given.bake_minutes,
+                    4 * given.bake_minutes if given.max_bake_minutes is None else given.max_bake_minutes,
+                )
+                * 60
+            ),
             approval_timeout_seconds=math.ceil(given.approval_timeout_minutes * 60),
         )
 
@@ -127,6 +146,7 @@ class DatasetSnapshot(BaseModel):
     feedback_rows: int
     duplicates_removed: int
     invalid_rows: int
+    holdout_method: Literal["time", "stratified"] = "time"
 
 
 class Challenger(BaseModel):
@@ -212,6 +232,8 @@ class VersionMetrics(BaseModel):
     errors: float = 0
     latency_p99_ms: float | None = None
     mean_confidence: float | None = None
+    captured: float = 0  # predictions of this version found in the captured dataset
+    confidence_std: float | None = None  # of those predictions' confidences
 
     @property
     def error_rate(self) -> float | None:
@@ -226,19 +248,39 @@ class OnlineAccuracy(BaseModel):
     labels: int
     canary: float | None
     champion: float | None
+    discordant: tuple[int, int] | None = None  # (only the champion right, only the canary right)
+
+
+class Comparison(BaseModel):
+    """One difference, canary minus champion in the harmful direction, with its one-sided 95% bounds."""
+
+    metric: str
+    canary_worse_by: float
+    lower: float
+    upper: float
+    margin: float
+    samples: str
+    worse: bool  # lower bound past the margin: worse with 95% confidence
+    non_inferior: bool  # upper bound within the margin: shown no worse than the margin
+
+
+CanaryDecision = Literal["promote", "extend", "rollback", "inconclusive"]
 
 
 class Verdict(BaseModel):
+    decision: CanaryDecision
     healthy: bool
     reasons: list[str]
     canary: VersionMetrics
     champion: VersionMetrics
     alarms_firing: list[str] = Field(default_factory=list)
     online_accuracy: OnlineAccuracy | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
+    baked_minutes: float = 0.0
 
 
 class Outcome(BaseModel):
-    outcome: Literal["promoted", "rejected", "rolled_back", "failed"]
+    outcome: Literal["promoted", "rejected", "rolled_back", "inconclusive", "failed"]
     model: str
     version: int | None = None
     champion_version: int | None = None

@@ -21,6 +21,9 @@ def workflow(settings: RetrainSettings) -> RetrainWorkflow:
     def labelled(model: str, start: datetime, end: datetime) -> Sequence[CapturedRow]:
         return read_captured(store, model, start, end, labelled_only=True)
 
+    def captured(model: str, start: datetime, end: datetime) -> Sequence[CapturedRow]:
+        return read_captured(store, model, start, end)
+
     return RetrainWorkflow(
         store,
         InferenceAlias(client("lambda"), settings.inference_function, settings.inference_alias),
@@ -34,4 +37,5 @@ def workflow(settings: RetrainSettings) -> RetrainWorkflow:
         Approvals(store, StepFunctionsResponder(client("stepfunctions"))),
         labelled,
         FaultInjector(store, settings.fault_injection) if settings.fault_injection else None,
+        captured,
     )

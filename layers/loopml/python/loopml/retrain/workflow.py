@@ -42,6 +42,7 @@ from loopml.retrain.adapters import InferenceAlias, ServingMetrics
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.canary import judge
 from loopml.retrain.dataset import clean_row, combine
+from loopml.retrain.errors import ModelNotServed
 from loopml.retrain.faults import FaultInjector
 from loopml.retrain.gate import gate
 from loopml.retrain.lock import DeletableStore, RetrainLock
@@ -60,6 +61,7 @@ from loopml.retrain.models import (
     StepRequest,
     TaskError,
     Verdict,
+    VersionMetrics,
 )
 from loopml.schema import to_matrix
 from loopml.training import TrainingParams, metadata_for, train
@@ -91,6 +93,7 @@ class RetrainWorkflow:
         approvals: Approvals,
         feedback: FeedbackReader,
         faults: FaultInjector | None = None,
+        captured: FeedbackReader | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -98,7 +101,8 @@ class RetrainWorkflow:
         self.alias = alias
         self.metrics = metrics
         self.approvals = approvals
-        self.feedback = feedback
+        self.feedback = feedback  # labelled predictions only
+        self.captured = captured  # every captured prediction (the canary's confidences)
         self.lock = RetrainLock(store, clock)
         self.promotion = Promotion(self.registry, alias, clock)
         self.faults = faults
@@ -127,6 +131,7 @@ class RetrainWorkflow:
             "check": lambda: self.check(state),
             "promote": lambda: self.promote(state),
             "rollback": lambda: self.rollback(state),
+            "inconclusive": lambda: self.inconclusive(state),
             "cleanup": lambda: self.cleanup(state),
         }
         result = steps[request.step]()
@@ -197,10 +202,31 @@ class RetrainWorkflow:
         if not execution:
             raise InvalidInput("the start step needs the execution name (execution.$: $$.Execution.Name)")
         run = RunConfig.from_input(raw, execution, self._clock())
+        self._require_served(run.model)  # before the lock: a run for another model touches nothing
         waiting = run.approval_timeout_seconds if run.approval else 0
-        self.lock.acquire(run.model, run.run_id, timedelta(seconds=run.bake_seconds + waiting) + LOCK_MARGIN)
+        self.lock.acquire(run.model, run.run_id, timedelta(seconds=run.max_bake_seconds + waiting) + LOCK_MARGIN)
         logger.info("retraining started", extra={"model": run.model, "run_id": run.run_id, "reason": run.reason})
         return run
+
+    def _require_served(self, model: str) -> None:
+        served = self.alias.environment().get("MODEL_NAME")
+        if served is not None and served != model:
+            raise ModelNotServed(
+                f"model {model!r} is not served by this deployment ({self.alias.function} serves {served!r}): "
+                "nothing was started or changed",
+                [
+                    {
+                        "loc": ["model"],
+                        "msg": f"not served here; this deployment serves {served!r}",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        if not self.registry.versions(model):
+            raise ModelNotServed(
+                f"model {model!r} has no registered version: register and promote one first",
+                [{"loc": ["model"], "msg": "no registered version", "type": "value_error"}],
+            )
 
     def prepare(self, state: RetrainState) -> DatasetSnapshot:
         """Base data + labelled feedback, cleaned, split by time and snapshotted with their SHA-256."""
@@ -230,6 +256,7 @@ class RetrainWorkflow:
             feedback_rows=prepared.feedback_rows,
             duplicates_removed=prepared.duplicates_removed,
             invalid_rows=prepared.invalid_rows,
+            holdout_method=prepared.holdout_method,
         )
         logger.info("dataset prepared", extra=snapshot.model_dump(mode="json"))
         return snapshot
@@ -402,25 +429,58 @@ class RetrainWorkflow:
         columns = {name: [r[name] for r in cleaned] for name in [*schema.names, schema.target]}
         matrix = to_matrix(columns, schema)
         truth = np.asarray([str(v) for v in columns[schema.target]])
-        scores = []
+        right = []
         for version in (canary.model_version, canary.champion_version):
             bundle, _, _ = self.registry.load_bundle(run.model, version)
             predicted = np.asarray([str(v) for v in bundle["pipeline"].predict(matrix)])
-            scores.append(round(float((predicted == truth).mean()), 6))
-        return OnlineAccuracy(labels=len(cleaned), canary=scores[0], champion=scores[1])
+            right.append(predicted == truth)
+        champion_only = int((right[1] & ~right[0]).sum())
+        canary_only = int((right[0] & ~right[1]).sum())
+        return OnlineAccuracy(
+            labels=len(cleaned),
+            canary=round(float(right[0].mean()), 6),
+            champion=round(float(right[1].mean()), 6),
+            discordant=(champion_only, canary_only),
+        )
+
+    def _with_captured(
+        self, run: RunConfig, canary: Canary, now: datetime, new: VersionMetrics, old: VersionMetrics
+    ) -> tuple[VersionMetrics, VersionMetrics]:
+        """Per-prediction confidences of both versions from the captured dataset (for their spread)."""
+        if self.captured is None:
+            return new, old
+        rows = self.captured(run.model, canary.started_at, max(now, canary.started_at + timedelta(seconds=1)))
+        out = []
+        for metrics, lambda_version in ((new, canary.lambda_version), (old, canary.champion_lambda_version)):
+            confidences = np.asarray([r.confidence for r in rows if r.lambda_version == lambda_version], dtype=float)
+            if len(confidences) >= 2:
+                metrics = metrics.model_copy(
+                    update={
+                        "captured": float(len(confidences)),
+                        "mean_confidence": float(confidences.mean()),
+                        "confidence_std": float(confidences.std(ddof=1)),
+                    }
+                )
+            out.append(metrics)
+        return out[0], out[1]
 
     def check(self, state: RetrainState) -> Verdict:
         """Canary vs champion over the bake window, plus the canary's alarms."""
         run, canary = state.run, _need(state.canary, "canary")
         now = self._clock()
+        new = self.metrics.summary(run.model, canary.model_version, canary.lambda_version, canary.started_at, now)
+        old = self.metrics.summary(
+            run.model, canary.champion_version, canary.champion_lambda_version, canary.started_at, now
+        )
+        new, old = self._with_captured(run, canary, now, new, old)
         verdict = judge(
-            self.metrics.summary(run.model, canary.model_version, canary.lambda_version, canary.started_at, now),
-            self.metrics.summary(
-                run.model, canary.champion_version, canary.champion_lambda_version, canary.started_at, now
-            ),
+            new,
+            old,
             self.metrics.firing(canary.alarms),
             self._online_accuracy(run, canary, now),
             run.canary_policy,
+            baked_minutes=(now - canary.started_at).total_seconds() / 60,
+            max_bake_minutes=run.max_bake_seconds / 60,
         )
         logger.info("canary checked", extra=verdict.model_dump(mode="json"))
         return verdict
@@ -448,7 +508,7 @@ class RetrainWorkflow:
     def rollback(self, state: RetrainState) -> Outcome:
         run, canary = state.run, _need(state.canary, "canary")
         verdict: Verdict = _need(state.verdict, "verdict")
-        self.alias.route(canary.champion_lambda_version)
+        self._end_own_canary(canary)
         reason = "canary unhealthy: " + "; ".join(verdict.reasons)
         details = {"lambda_version": canary.lambda_version, "verdict": verdict.model_dump(mode="json")}
         for action in ("rolled_back", "rejected"):
@@ -457,6 +517,26 @@ class RetrainWorkflow:
         self.lock.release(run.model, run.run_id)
         return Outcome(
             outcome="rolled_back",
+            model=run.model,
+            version=canary.model_version,
+            champion_version=canary.champion_version,
+            reason=reason,
+        )
+
+    def inconclusive(self, state: RetrainState) -> Outcome:
+        """Too little evidence by the end of the longest bake: the champion alone, the challenger not promoted."""
+        run, canary = state.run, _need(state.canary, "canary")
+        verdict: Verdict = _need(state.verdict, "verdict")
+        self._end_own_canary(canary)
+        reason = f"canary inconclusive after {verdict.baked_minutes:g} minutes: " + "; ".join(verdict.reasons)
+        details = {"lambda_version": canary.lambda_version, "verdict": verdict.model_dump(mode="json")}
+        self._record(
+            run, "inconclusive", reason, version=canary.model_version, previous=canary.champion_version, **details
+        )
+        self.metrics.delete_alarms(canary.alarms)
+        self.lock.release(run.model, run.run_id)
+        return Outcome(
+            outcome="inconclusive",
             model=run.model,
             version=canary.model_version,
             champion_version=canary.champion_version,
@@ -479,6 +559,17 @@ class RetrainWorkflow:
         )
         return self.cleanup(RetrainState(run=run, error=error))
 
+    def _end_own_canary(self, canary: Canary) -> None:
+        """Back to the champion only if the alias still routes to this run's canary version."""
+        primary, weights = self.alias.routing()
+        if primary == canary.lambda_version or canary.lambda_version in weights:
+            self.alias.route(canary.champion_lambda_version)
+        else:
+            logger.info(
+                "alias live no longer routes to this run's canary; left as it is",
+                extra={"primary": primary, "weights": weights, "canary": canary.lambda_version},
+            )
+
     def cleanup(self, state: RetrainState) -> Outcome:
         """After any failure: the champion alone behind ``live``, the failure in the history, lock freed."""
         run = state.run
@@ -487,16 +578,13 @@ class RetrainWorkflow:
         canary = state.canary
         if canary is None and (raw := self._marker(run, "canary.json")) is not None:
             canary = Canary.model_validate_json(raw)
-        if canary is not None:
-            self.alias.route(canary.champion_lambda_version)
+        if canary is not None:  # the marker is written before any routing: no marker, no weights of ours
+            self._end_own_canary(canary)
             self.metrics.delete_alarms(canary.alarms or self.metrics.alarm_names(run.model, canary.model_version))
-        else:  # no canary recorded: a deploy interrupted between routing and recording it, or none at all
-            primary, weights = self.alias.routing()
-            if weights:
-                self.alias.route(primary)
         champion = state.dataset.champion_version if state.dataset else None
         version = state.registered.version if state.registered else None
-        self._record(run, "failed", reason, version=version, previous=champion)
+        if self.registry.versions(run.model):  # never a history for a model the registry does not know
+            self._record(run, "failed", reason, version=version, previous=champion)
         self.lock.release(run.model, run.run_id)
         logger.error("retraining failed; champion left serving", extra={"model": run.model, "reason": reason})
         return Outcome(outcome="failed", model=run.model, version=version, champion_version=champion, reason=reason)
