@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import api_resolver, path_param, resolve
+from loopml.api import api_resolver, caller_of, path_param, resolve
 from loopml.events import is_api, require_sqs
 from loopml.feedback import wiring
 from loopml.feedback.erasure import erase_subject
@@ -45,7 +45,7 @@ def _accepted(body: Any) -> Response[str]:
 @app.post("/feedback")
 def post_feedback(body: FeedbackRequest) -> Response[str]:
     loc = ("body", "items") if body.items is not None else ("body",)
-    return _accepted(parts.service.submit(body.all_items(), loc=loc))
+    return _accepted(parts.service.submit(body.all_items(), loc=loc, caller=caller_of(app)))
 
 
 @app.get("/review")

@@ -78,7 +78,7 @@ def test_worse_challenger_is_gated_out(harness: Harness) -> None:
     assert result["status"] == "SUCCEEDED", result
     output = json.loads(result["output"])
     assert output["outcome"] == "rejected"
-    assert "roc_auc regressed" in output["reason"]
+    assert "roc_auc on the recent holdout regressed" in output["reason"]
     assert harness.champion() == before
     assert harness.alias() == alias_before
     (event,) = harness.history(name)

@@ -119,7 +119,9 @@ class Feedback:
         return [r for r in self.rows if start <= r.timestamp < end]
 
 
-def captured_rows(columns: dict[str, list[Any]], at: datetime) -> list[CapturedRow]:
+def captured_rows(
+    columns: dict[str, list[Any]], at: datetime, source: str = "system", caller: str | None = None
+) -> list[CapturedRow]:
     rows = datasets.rows(columns)
     return [
         CapturedRow(
@@ -133,7 +135,8 @@ def captured_rows(columns: dict[str, list[Any]], at: datetime) -> list[CapturedR
             probabilities={"0": 0.5, "1": 0.5},
             confidence=0.5,
             label=label,
-            label_source="reviewer",
+            label_source=source,
+            label_caller=caller,
         )
         for i, (row, label) in enumerate(zip(rows, columns[datasets.TARGET], strict=True))
     ]

@@ -7,7 +7,7 @@ import pytest
 
 from loopml import datasets
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.retrain.dataset import combine
+from loopml.retrain.dataset import WEIGHT, combine
 from loopml.schema import FeatureSchema
 from tests.unit.retrain.conftest import captured_rows
 
@@ -26,7 +26,7 @@ def test_feedback_is_the_recent_holdout(loan_schema: FeatureSchema) -> None:
     assert len(prepared.holdout["age"]) == 100
     # Holdout = feedback in time order, whatever order the reader gave.
     assert prepared.holdout["age"] == [float(r.features["age"]) for r in feedback]
-    assert set(prepared.train) == {*loan_schema.names, loan_schema.target}
+    assert set(prepared.train) == {*loan_schema.names, loan_schema.target, WEIGHT}
 
 
 def test_duplicates_and_invalid_rows_are_dropped(loan_schema: FeatureSchema) -> None:
@@ -79,3 +79,28 @@ def test_data_that_truly_lacks_a_class_is_refused_naming_it(loan_schema: Feature
     base[datasets.TARGET] = [0] * 299 + [1]
     with pytest.raises(InsufficientData, match="classes with fewer than"):
         combine(base, [], loan_schema, 0.2)
+
+
+def test_reviewer_labels_go_to_the_golden_set_and_floods_are_capped() -> None:
+    from loopml.retrain.dataset import LabelPolicy, select_feedback
+
+    columns = datasets.loan_default(300, seed=4)
+    flood = captured_rows(columns, AT, source="user", caller="key:fuzzer")
+    reviewed = captured_rows(datasets.loan_default(20, seed=5), AT, source="reviewer")
+    for i, row in enumerate(reviewed):
+        row.prediction_id = f"{i + 5000:032x}"
+    system = captured_rows(datasets.loan_default(30, seed=6), AT, source="system")
+    for i, row in enumerate(system):
+        row.prediction_id = f"{i + 9000:032x}"
+    policy = LabelPolicy(weights={"user": 0.5, "system": 1.0}, per_subject=5, per_caller=100)
+    chosen = select_feedback(flood + reviewed + system, policy)
+    assert {r.label_source for r in chosen.golden} == {"reviewer"} and len(chosen.golden) == 20
+    assert sum(1 for r in chosen.train if r.label_source == "user") == 100
+    assert sum(1 for r in chosen.train if r.label_source == "system") == 30
+    assert chosen.notes == ["rate limit: 200 user labels from key:fuzzer dropped (over 100 per caller)"]
+    assert sorted(set(chosen.weights)) == [0.5, 1.0]
+    subjects = captured_rows(datasets.loan_default(12, seed=7), AT, source="user", caller="key:app")
+    for row in subjects:
+        row.subject_hash = "s" * 64
+    capped = select_feedback(subjects, policy)
+    assert len(capped.train) == 5 and "7 user labels of 1 subjects dropped (over 5 per subject)" in capped.notes[0]

@@ -32,7 +32,7 @@ def test_worse_challenger_is_held_back(
     evaluation = gate(weak.bundle["pipeline"], trained.bundle["pipeline"], holdout, loan_schema, "roc_auc", 0.01, 0.5)
     assert not evaluation.passed
     assert evaluation.improvement < -0.01
-    assert "roc_auc regressed" in evaluation.reasons[0]
+    assert "roc_auc on the recent holdout regressed" in evaluation.reasons[0]
 
 
 def test_lower_is_better_metric(
@@ -73,3 +73,28 @@ def test_metric_undefined_on_holdout(trained: TrainedModel, loan_schema: Feature
     pipeline = trained.bundle["pipeline"]
     with pytest.raises(InsufficientData, match="roc_auc"):
         gate(pipeline, pipeline, holdout, loan_schema, "roc_auc", 0.01, 0.1)
+
+
+def test_a_collapsed_model_with_a_good_ranking_is_stopped_by_log_loss_on_the_golden_set(
+    trained: TrainedModel, loan_columns: dict[str, Any], loan_schema: FeatureSchema, holdout: dict[str, Any]
+) -> None:
+    """make demo's round 2: heavy regularisation keeps the ranking (ROC AUC) but flattens the probabilities."""
+    flat = train(loan_columns, loan_schema, TrainingParams(regularization_c=0.00001))
+    golden = datasets.loan_default(600, seed=21)
+    evaluation = gate(
+        flat.bundle["pipeline"],
+        trained.bundle["pipeline"],
+        holdout,
+        loan_schema,
+        "roc_auc",
+        1.0,
+        0.5,
+        bias_tolerance=1.0,
+        golden=golden,
+    )
+    assert not evaluation.passed
+    assert any(r.startswith("log_loss on the golden set rose by") for r in evaluation.reasons), evaluation.reasons
+    assert (
+        evaluation.golden_rows == 600
+        and evaluation.golden_champion["log_loss"] < evaluation.golden_challenger["log_loss"]
+    )

@@ -68,7 +68,10 @@ def test_gated_out_challenger_is_recorded_and_unlocks(world: World) -> None:
     state = world.through_evaluate(params=weak)
     assert not state["evaluation"]["passed"]
     state = world.step("reject", state, "outcome")
-    assert state["outcome"]["outcome"] == "rejected" and "roc_auc regressed" in state["outcome"]["reason"]
+    assert (
+        state["outcome"]["outcome"] == "rejected"
+        and "roc_auc on the recent holdout regressed" in state["outcome"]["reason"]
+    )
     assert _actions(world, "run-1") == ["rejected"]
     assert world.registry.versions(MODEL) == [1]
     assert world.workflow.lock.current(MODEL) is None

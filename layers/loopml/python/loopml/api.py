@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import re
 from http import HTTPStatus
@@ -178,6 +179,16 @@ def path_param(app: APIGatewayRestResolver, name: str) -> str:
     if decoded is None:
         raise BadRequest(f"path parameter {name!r} is missing")
     return decoded
+
+
+def caller_of(app: APIGatewayRestResolver) -> str:
+    """Who sent the request, for rate limits: the API key's id (not the key), else the source IP."""
+    identity = app.current_event.request_context.identity
+    if identity.api_key_id:
+        return f"key:{identity.api_key_id}"
+    if identity.api_key:
+        return "key:" + hashlib.sha256(identity.api_key.encode()).hexdigest()[:16]
+    return f"ip:{identity.source_ip or 'unknown'}"
 
 
 def api_resolver() -> APIGatewayRestResolver:

@@ -116,7 +116,23 @@ def check_trainable(labels: Sequence[str | int], classes: Sequence[str | int]) -
         raise InsufficientData(f"classes with fewer than {MIN_PER_CLASS} rows: {thin}")
 
 
-def train(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema, params: TrainingParams) -> TrainedModel:
+def validation_split(labels: Sequence[str | int], params: TrainingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fit, validation) of the stratified split ``train`` uses: the same rows every time."""
+    y = np.asarray(list(labels), dtype=object)
+    idx = np.arange(len(y))
+    fit, valid = train_test_split(
+        idx, test_size=params.validation_fraction, random_state=params.seed, stratify=y.astype(str)
+    )
+    return np.asarray(fit), np.asarray(valid)
+
+
+def train(
+    columns: Mapping[str, Sequence[Any]],
+    schema: FeatureSchema,
+    params: TrainingParams,
+    sample_weight: Sequence[float] | None = None,
+) -> TrainedModel:
+    """``sample_weight`` per row weighs label sources (a reviewer's label counts more than a user's)."""
     if schema.target not in columns:
         raise InvalidInput(f"target column {schema.target!r} not in data")
     missing = [name for name in schema.names if name not in columns]
@@ -129,12 +145,12 @@ def train(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema, params: T
     check_trainable(labels, schema.classes)
     matrix = to_matrix(columns, schema)
     y = np.asarray(labels, dtype=object)
-    idx = np.arange(len(y))
-    train_idx, valid_idx = train_test_split(
-        idx, test_size=params.validation_fraction, random_state=params.seed, stratify=y.astype(str)
-    )
+    train_idx, valid_idx = validation_split(labels, params)
     pipeline = build_pipeline(schema, params)
-    pipeline.fit(matrix[train_idx], _y_array(y[train_idx], schema))
+    fit_options = {}
+    if sample_weight is not None:
+        fit_options["model__sample_weight"] = np.asarray(sample_weight, dtype=float)[train_idx]
+    pipeline.fit(matrix[train_idx], _y_array(y[train_idx], schema), **fit_options)
     metrics = evaluate(pipeline, matrix[valid_idx], list(y[valid_idx]), schema)
     bundle = {
         "pipeline": pipeline,

@@ -149,6 +149,7 @@ class FeedbackRecord(QueueRecord):
     comment: str | None = None
     received_at: str
     subject_hash: str | None = None
+    caller: str | None = Field(None, max_length=128)  # who sent it (API key id): labels are rate-limited by it
 
 
 @dataclass(frozen=True, slots=True)

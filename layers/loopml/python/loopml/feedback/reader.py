@@ -50,6 +50,7 @@ class CapturedRow(BaseModel):
     label: str | int | None = None
     label_source: LabelSource | None = None
     label_received_at: datetime | None = None
+    label_caller: str | None = None  # who sent the winning label (rate limits)
     subject_hash: str | None = None
     degraded: bool = False
 
@@ -92,7 +93,7 @@ def read_captured(
                     continue
             rows[row.prediction_id] = row
     if rows:
-        best: dict[str, tuple[int, str, str, Any, LabelSource]] = {}
+        best: dict[str, tuple[int, str, str, Any, LabelSource, str | None]] = {}
         for key in _keys(store, model, "feedback", floor, end):
             for fb in _records(store, key):
                 try:
@@ -111,10 +112,10 @@ def read_captured(
                     continue
                 current = best.get(pid)
                 if current is None or rank > current[:3]:
-                    best[pid] = (*rank, label, source)
-        for pid, (_, received_at, _, label, source) in best.items():
+                    best[pid] = (*rank, label, source, fb.get("caller"))
+        for pid, (_, received_at, _, label, source, caller) in best.items():
             found = rows[pid]
-            found.label, found.label_source = label, source
+            found.label, found.label_source, found.label_caller = label, source, caller
             found.label_received_at = layout.parse_time(received_at)
     if skipped:
         _log.warning("read_captured skipped %d malformed stored record(s) of model %s", skipped, model)

@@ -53,7 +53,9 @@ class FeedbackService:
         self.pending_window = timedelta(seconds=pending_window_s)
         self.clock = clock
 
-    def submit(self, items: list[FeedbackItem], *, loc: tuple[str | int, ...] = ("body",)) -> FeedbackResponse:
+    def submit(
+        self, items: list[FeedbackItem], *, loc: tuple[str | int, ...] = ("body",), caller: str | None = None
+    ) -> FeedbackResponse:
         """All or nothing: every item is checked before any is queued."""
         now = self.clock()
         known = self.index.get_many(i.prediction_id for i in items)
@@ -91,6 +93,7 @@ class FeedbackService:
                     comment=item.comment,
                     received_at=now.isoformat(),
                     subject_hash=entry.subject_hash if entry else None,
+                    caller=caller,
                 ).model_dump(mode="json")
             )
         if missing:

@@ -26,6 +26,7 @@ from loopml.schema import FeatureKind, FeatureSchema, encode_labels, is_missing
 from loopml.training import MIN_PER_CLASS, check_trainable
 
 MIN_HOLDOUT_PER_CLASS = 2
+WEIGHT = "_loopml_weight"  # a column of the training snapshot: how much each row's label counts
 
 
 HoldoutMethod = Literal["time", "stratified"]
@@ -101,25 +102,92 @@ def clean_row(row: Mapping[str, Any], label: Any, schema: FeatureSchema) -> dict
     return out
 
 
+@dataclass(frozen=True)
+class LabelPolicy:
+    """How much each label source counts, and how many labels one sender or one subject may add.
+
+    Reviewer labels are trusted: they go to the golden set the gate scores on, not to training. User
+    labels are capped per subject and per caller (API key), so a flood from one client cannot steer
+    the challenger; what was dropped is reported.
+    """
+
+    weights: Mapping[str, float]
+    per_subject: int
+    per_caller: int
+
+
+@dataclass(frozen=True)
+class FeedbackSelection:
+    train: list[CapturedRow]
+    golden: list[CapturedRow]
+    weights: list[float]
+    notes: list[str]
+
+
+def select_feedback(rows: Sequence[CapturedRow], policy: LabelPolicy) -> FeedbackSelection:
+    ordered = sorted(rows, key=lambda r: (r.timestamp, r.prediction_id))
+    golden = [r for r in ordered if r.label_source == "reviewer"]
+    per_subject: dict[str, int] = {}
+    per_caller: dict[str, int] = {}
+    dropped_subject: dict[str, int] = {}
+    dropped_caller: dict[str, int] = {}
+    train_rows: list[CapturedRow] = []
+    for r in ordered:
+        if r.label_source == "reviewer":
+            continue
+        if r.label_source == "user":
+            subject = r.subject_hash
+            caller = r.label_caller or "unknown"
+            if subject and per_subject.get(subject, 0) >= policy.per_subject:
+                dropped_subject[subject] = dropped_subject.get(subject, 0) + 1
+                continue
+            if per_caller.get(caller, 0) >= policy.per_caller:
+                dropped_caller[caller] = dropped_caller.get(caller, 0) + 1
+                continue
+            if subject:
+                per_subject[subject] = per_subject.get(subject, 0) + 1
+            per_caller[caller] = per_caller.get(caller, 0) + 1
+        train_rows.append(r)
+    notes = [
+        f"rate limit: {n} user labels from {caller} dropped (over {policy.per_caller} per caller)"
+        for caller, n in sorted(dropped_caller.items())
+    ]
+    if dropped_subject:
+        notes.append(
+            f"rate limit: {sum(dropped_subject.values())} user labels of {len(dropped_subject)} subjects dropped "
+            f"(over {policy.per_subject} per subject)"
+        )
+    weights = [float(policy.weights.get(r.label_source or "user", 1.0)) for r in train_rows]
+    return FeedbackSelection(train=train_rows, golden=golden, weights=weights, notes=notes)
+
+
+def clean_columns(rows: Sequence[tuple[Mapping[str, Any], Any]], schema: FeatureSchema) -> Columns:
+    """Rows that pass ``clean_row``, as columns."""
+    cleaned = [r for r in (clean_row(features, label, schema) for features, label in rows) if r is not None]
+    return {n: [r[n] for r in cleaned] for n in [*schema.names, schema.target]}
+
+
 def combine(
     base: Mapping[str, Sequence[Any]],
     feedback: Sequence[CapturedRow],
     schema: FeatureSchema,
     holdout_fraction: float,
+    weights: Mapping[str, float] | None = None,
 ) -> PreparedData:
+    """``weights``: per feedback ``prediction_id``, how much its label counts in training (base rows: 1)."""
     """Clean, de-duplicate and split; raises ``InsufficientData`` naming what is too thin."""
     missing = [name for name in [*schema.names, schema.target] if name not in base]
     if missing:
         raise InvalidInput(f"base training data lacks the champion's columns: {missing}")
     n_base = len(base[schema.target])
     ordered = sorted(feedback, key=lambda r: (r.timestamp, r.prediction_id))
-    candidates: list[tuple[Mapping[str, Any], Any]] = [
-        ({name: base[name][i] for name in schema.names}, base[schema.target][i]) for i in range(n_base)
+    candidates: list[tuple[Mapping[str, Any], Any, float]] = [
+        ({name: base[name][i] for name in schema.names}, base[schema.target][i], 1.0) for i in range(n_base)
     ]
-    candidates += [(r.features, r.label) for r in ordered]
+    candidates += [(r.features, r.label, (weights or {}).get(r.prediction_id, 1.0)) for r in ordered]
     kept: dict[str, dict[str, Any]] = {}
     invalid = duplicates = 0
-    for features, label in candidates:
+    for features, label, weight in candidates:
         row = clean_row(features, label, schema)
         if row is None:
             invalid += 1
@@ -127,6 +195,7 @@ def combine(
         key = json.dumps(row, sort_keys=True, default=str)
         if kept.pop(key, None) is not None:
             duplicates += 1
+        row[WEIGHT] = weight
         kept[key] = row  # re-inserted at the end: a duplicate counts as its most recent occurrence
     rows = list(kept.values())
     labels = [r[schema.target] for r in rows]
@@ -145,7 +214,7 @@ def combine(
     check_trainable([r[schema.target] for r in train_rows], schema.classes)
     names = [*schema.names, schema.target]
     return PreparedData(
-        train={n: [r[n] for r in train_rows] for n in names},
+        train={n: [r[n] for r in train_rows] for n in [*names, WEIGHT]},
         holdout={n: [r[n] for r in holdout_rows] for n in names},
         base_rows=n_base,
         feedback_rows=len(ordered),

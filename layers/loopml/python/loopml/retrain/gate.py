@@ -1,7 +1,12 @@
-"""The promotion gate: challenger and champion scored on the same recent holdout.
+"""The promotion gate: challenger and champion scored on the same rows, recent and trusted.
 
-The challenger passes when its primary metric does not regress beyond ``tolerance`` and no bias gap
-crosses ``bias_threshold``: for every sensitive feature of the schema, its selection-rate gap
+Two sets of rows: the recent holdout (the newest slice of the prepared data, labels from the API
+included) and the golden set (the champion's own validation rows and reviewer-labelled rows: labels
+that nobody can change through ``POST /feedback``). On each, the challenger may lose at most
+``tolerance`` (recent) or ``golden_tolerance`` (golden) of the primary metric, and its log loss, a
+proper scoring rule, may rise by at most ``log_loss_tolerance``: a model whose ranking survives but
+whose probabilities collapse (a near-constant model) is stopped here, before it serves traffic. No bias
+gap may cross ``bias_threshold``: for every sensitive feature of the schema, its selection-rate gap
 (demographic parity) and its true-positive-rate gap (equal opportunity) across groups. A gap above
 the threshold blocks the challenger unless the champion's gap on the same rows is as large (within
 ``bias_tolerance``): retraining must not make bias worse, and a champion that is already over the
@@ -44,6 +49,45 @@ def _bias(
     )
 
 
+def _scores(
+    challenger: Any, champion: Any, rows: Mapping[str, Sequence[Any]], schema: FeatureSchema
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    labels = encode_labels(rows[schema.target])
+    matrix = to_matrix(rows, schema)
+    return evaluate(challenger, matrix, labels, schema).model_dump(), evaluate(
+        champion, matrix, labels, schema
+    ).model_dump()
+
+
+def _regressions(
+    where: str,
+    new: dict[str, Any],
+    old: dict[str, Any],
+    primary_metric: PrimaryMetric,
+    tolerance: float,
+    log_loss_tolerance: float,
+) -> tuple[float | None, list[str]]:
+    """(sign-adjusted primary improvement, reasons) on one set of rows."""
+    reasons = []
+    improvement: float | None = None
+    if all(isinstance(v, int | float) and math.isfinite(v) for v in (new[primary_metric], old[primary_metric])):
+        improvement = float(new[primary_metric]) - float(old[primary_metric])
+        if primary_metric in LOWER_IS_BETTER:
+            improvement = -improvement
+        if improvement < -tolerance:
+            reasons.append(
+                f"{primary_metric} on the {where} regressed by {-improvement:.4f} (challenger "
+                f"{new[primary_metric]:.4f}, champion {old[primary_metric]:.4f}; tolerance {tolerance})"
+            )
+    rise = float(new["log_loss"]) - float(old["log_loss"])
+    if primary_metric != "log_loss" and rise > log_loss_tolerance:
+        reasons.append(
+            f"log_loss on the {where} rose by {rise:.4f} (challenger {new['log_loss']:.4f}, champion "
+            f"{old['log_loss']:.4f}; tolerance {log_loss_tolerance}): its probabilities got worse"
+        )
+    return improvement, reasons
+
+
 def gate(
     challenger: Any,
     champion: Any,
@@ -53,23 +97,25 @@ def gate(
     tolerance: float,
     bias_threshold: float,
     bias_tolerance: float = 0.02,
+    golden: Mapping[str, Sequence[Any]] | None = None,
+    golden_tolerance: float = 0.03,
+    log_loss_tolerance: float = 0.05,
 ) -> Evaluation:
     """Score both pipelines and decide; ``reasons`` says why a challenger was held back."""
     labels = encode_labels(holdout[schema.target])
     matrix = to_matrix(holdout, schema)
-    new = evaluate(challenger, matrix, labels, schema).model_dump()
-    old = evaluate(champion, matrix, labels, schema).model_dump()
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in (new[primary_metric], old[primary_metric])):
+    new, old = _scores(challenger, champion, holdout, schema)
+    improvement, reasons = _regressions("recent holdout", new, old, primary_metric, tolerance, log_loss_tolerance)
+    if improvement is None:
         raise InsufficientData(f"{primary_metric} cannot be computed on the holdout ({len(labels)} rows)")
-    improvement = float(new[primary_metric]) - float(old[primary_metric])
-    if primary_metric in LOWER_IS_BETTER:
-        improvement = -improvement
-    reasons = []
-    if improvement < -tolerance:
-        reasons.append(
-            f"{primary_metric} regressed by {-improvement:.4f} (challenger {new[primary_metric]:.4f}, "
-            f"champion {old[primary_metric]:.4f}; tolerance {tolerance})"
-        )
+    golden_new: dict[str, Any] = {}
+    golden_old: dict[str, Any] = {}
+    golden_rows = len(golden[schema.target]) if golden else 0
+    if golden and golden_rows:
+        golden_new, golden_old = _scores(challenger, champion, golden, schema)
+        reasons += _regressions(
+            "golden set", golden_new, golden_old, primary_metric, golden_tolerance, log_loss_tolerance
+        )[1]
     challenger_bias = _bias(challenger, matrix, labels, holdout, schema, bias_threshold)
     champion_bias = _bias(champion, matrix, labels, holdout, schema, bias_threshold)
     for kind in ("parity_difference", "opportunity_difference"):
@@ -92,4 +138,7 @@ def gate(
         challenger_bias=challenger_bias,
         champion_bias=champion_bias,
         reasons=reasons,
+        golden_rows=golden_rows,
+        golden_challenger=golden_new,
+        golden_champion=golden_old,
     )

@@ -37,6 +37,8 @@ Step = Literal[
     "cleanup",
 ]
 PrimaryMetric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
+LabelSource = Literal["user", "system"]
+DEFAULT_LABEL_WEIGHTS: dict[LabelSource, float] = {"user": 0.5, "system": 1.0}
 LOWER_IS_BETTER = frozenset({"log_loss"})
 
 
@@ -89,6 +91,17 @@ class RetrainInput(BaseModel, extra="forbid"):
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)
     feedback_days: int = Field(default=30, ge=0, le=365)
     canary_policy: CanaryPolicy = CanaryPolicy()
+    log_loss_tolerance: float = Field(default=0.05, ge=0, le=10, description="log loss may rise by at most this")
+    golden_tolerance: float = Field(
+        default=0.03, ge=0, le=1, description="primary metric drop allowed on the golden set (older, trusted rows)"
+    )
+    label_weights: dict[LabelSource, float] = Field(
+        default_factory=lambda: dict(DEFAULT_LABEL_WEIGHTS), description="reviewer labels form the golden set"
+    )
+    max_labels_per_subject: int = Field(default=5, ge=1, description="user labels one subject may add to a run")
+    max_labels_per_caller: int | None = Field(
+        default=None, ge=1, description="user labels one caller (API key) may add; default 10% of the base rows"
+    )
 
     @property
     def longest_bake_minutes(self) -> float:
@@ -147,6 +160,9 @@ class DatasetSnapshot(BaseModel):
     duplicates_removed: int
     invalid_rows: int
     holdout_method: Literal["time", "stratified"] = "time"
+    golden: DataLineage | None = None  # the champion's validation rows plus reviewer labels
+    golden_rows: int = 0
+    notes: list[str] = Field(default_factory=list)  # rate limits applied, rows dropped
 
 
 class Challenger(BaseModel):
@@ -171,6 +187,9 @@ class Evaluation(BaseModel):
     holdout_rows: int
     challenger: dict[str, float | int | None]
     champion: dict[str, float | int | None]
+    golden_rows: int = 0
+    golden_challenger: dict[str, float | int | None] = Field(default_factory=dict)
+    golden_champion: dict[str, float | int | None] = Field(default_factory=dict)
     improvement: float  # challenger minus champion, sign-adjusted so positive is better
     challenger_bias: BiasSummary
     champion_bias: BiasSummary

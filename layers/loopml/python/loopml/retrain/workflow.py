@@ -41,7 +41,7 @@ from loopml.registry import (
 from loopml.retrain.adapters import InferenceAlias, ServingMetrics
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.canary import judge
-from loopml.retrain.dataset import clean_row, combine
+from loopml.retrain.dataset import WEIGHT, LabelPolicy, clean_columns, clean_row, combine, select_feedback
 from loopml.retrain.errors import ModelNotServed
 from loopml.retrain.faults import FaultInjector
 from loopml.retrain.gate import gate
@@ -63,8 +63,8 @@ from loopml.retrain.models import (
     Verdict,
     VersionMetrics,
 )
-from loopml.schema import to_matrix
-from loopml.training import TrainingParams, metadata_for, train
+from loopml.schema import encode_labels, to_matrix
+from loopml.training import TrainingParams, metadata_for, train, validation_split
 
 FeedbackReader = Callable[[str, datetime, datetime], Sequence[CapturedRow]]
 LOCK_MARGIN = timedelta(hours=1)
@@ -242,11 +242,26 @@ class RetrainWorkflow:
         if run.data_uri is None and sha256_hex(data) != meta.training_data.sha256:
             raise IntegrityError(f"{base_uri} changed since champion v{champion} was trained on it")
         base = read_table(data, key)
+        schema = meta.feature_schema
+        champion_data = base if run.data_uri is None else self._champion_data(meta)
+        golden_rows, fit_rows = self._champion_validation(champion_data, meta)
+        if run.data_uri is None:  # the champion's validation rows are the golden set: never trained on
+            base = {name: [values[i] for i in fit_rows] for name, values in base.items()}
         now = self._clock()
         feedback = (
             list(self.feedback(run.model, now - timedelta(days=run.feedback_days), now)) if run.feedback_days else []
         )
-        prepared = combine(base, feedback, meta.feature_schema, run.holdout_fraction)
+        n_base = len(base[schema.target]) if schema.target in base else 0
+        policy = LabelPolicy(
+            weights={str(k): v for k, v in run.label_weights.items()},
+            per_subject=run.max_labels_per_subject,
+            per_caller=run.max_labels_per_caller or max(50, n_base // 10),
+        )
+        selection = select_feedback(feedback, policy)
+        weights = {r.prediction_id: w for r, w in zip(selection.train, selection.weights, strict=True)}
+        prepared = combine(base, selection.train, schema, run.holdout_fraction, weights)
+        golden = clean_columns(golden_rows + [(r.features, r.label) for r in selection.golden], schema)
+        n_golden = len(golden[schema.target])
         snapshot = DatasetSnapshot(
             champion_version=champion,
             train=self._snapshot(run, "train", prepared.train),
@@ -257,16 +272,42 @@ class RetrainWorkflow:
             duplicates_removed=prepared.duplicates_removed,
             invalid_rows=prepared.invalid_rows,
             holdout_method=prepared.holdout_method,
+            golden=self._snapshot(run, "golden", golden) if n_golden else None,
+            golden_rows=n_golden,
+            notes=selection.notes,
         )
         logger.info("dataset prepared", extra=snapshot.model_dump(mode="json"))
         return snapshot
+
+    def _champion_data(self, meta: ModelMetadata) -> dict[str, list[Any]]:
+        key = self._key_of(meta.training_data.uri)
+        data = self.store.get(key)
+        if sha256_hex(data) != meta.training_data.sha256:
+            raise IntegrityError(f"{meta.training_data.uri} changed since champion v{meta.version} was trained on it")
+        return read_table(data, key)
+
+    @staticmethod
+    def _champion_validation(
+        columns: dict[str, list[Any]], meta: ModelMetadata
+    ) -> tuple[list[tuple[dict[str, Any], Any]], list[int]]:
+        """The champion's own validation rows (features, label) and the indices of the rows it fitted on."""
+        schema = meta.feature_schema
+        labels = encode_labels(columns[schema.target])
+        try:
+            fit, valid = validation_split(labels, TrainingParams.model_validate(meta.params))
+        except ValueError:  # a class too small to stratify: no validation rows to reuse
+            return [], list(range(len(labels)))
+        rows = [({n: columns[n][i] for n in schema.names}, columns[schema.target][i]) for i in valid]
+        return rows, sorted(int(i) for i in fit)
 
     def train(self, state: RetrainState) -> Challenger:
         """The same training code as the first model, on the snapshot, staged (not yet registered)."""
         run, dataset = state.run, _need(state.dataset, "dataset")
         champion = self.registry.metadata(run.model, dataset.champion_version)
         params = TrainingParams.model_validate({**champion.params, **run.params})
-        trained = train(self._read_snapshot(dataset.train), champion.feature_schema, params)
+        columns = self._read_snapshot(dataset.train)
+        weights = [float(w) for w in columns.pop(WEIGHT)] if WEIGHT in columns else None
+        trained = train(columns, champion.feature_schema, params, sample_weight=weights)
         meta = metadata_for(trained, run.model, dataset.train, self._actor(run), dataset.champion_version)
         artifact = serialize_bundle(trained.bundle)
         prefix = self._prefix(run)
@@ -295,6 +336,9 @@ class RetrainWorkflow:
             run.tolerance,
             run.bias_threshold,
             run.bias_tolerance,
+            golden=self._read_snapshot(dataset.golden) if dataset.golden else None,
+            golden_tolerance=run.golden_tolerance,
+            log_loss_tolerance=run.log_loss_tolerance,
         )
         logger.info("challenger evaluated", extra=evaluation.model_dump(mode="json"))
         return evaluation
