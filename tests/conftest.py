@@ -98,3 +98,16 @@ class MemoryStore(MemoryDatasetStore):
         if self.fail_gets:
             raise TransientError(f"{key}: SlowDown")
         return super().get(key)
+
+
+RAW_S3_EVENT = {
+    "Records": [
+        {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "loopml-dev-models"}, "object": {"key": "incoming/default/x.csv", "size": 1}},
+        }
+    ]
+}
+"""An S3 event sent straight to a function that consumes S3 notifications through SQS: the wrong shape."""

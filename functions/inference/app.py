@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopml.api import api_resolver, resolve
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
-from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest
+from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest, ServingFault
 from loopml.inference.serve import record_metrics, score
 from loopml.lifecycle import invocation_finished
 from loopml.observability import logger, metrics, tracer
@@ -31,6 +31,8 @@ app = api_resolver()
 @app.post("/predict", responses=PREDICT_RESPONSES)
 def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
     started = time.perf_counter()
+    if settings.serving_fault:
+        raise ServingFault("drill: this Lambda version was deployed with SERVING_FAULT=errors")
     serving = service.current()
     request_id = app.current_event.request_context.request_id or ""
     subject_hash = hash_subject(body.subject_id) if body.subject_id else None

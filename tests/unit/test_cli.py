@@ -67,3 +67,45 @@ def test_malformed_files_are_named(tmp_path, capsys):
     bad.write_text("x")
     assert main(["train", "--data", str(bad), "--target", "default"]) == 2
     assert "unsupported file type" in capsys.readouterr().err
+
+
+class _FakeExecution:
+    """Step Functions as `loopml retrain --wait` sees it: states entered one call at a time."""
+
+    def __init__(self, events: list[dict], final: dict) -> None:
+        self._events, self._final, self._calls = events, final, 0
+
+    def get_execution_history(self, executionArn: str, maxResults: int) -> dict:
+        self._calls += 1
+        return {"events": self._events[: self._calls * 2]}
+
+    def describe_execution(self, executionArn: str) -> dict:
+        return self._final if self._calls * 2 >= len(self._events) else {"status": "RUNNING"}
+
+
+def test_retrain_wait_prints_each_state_and_the_failing_steps_own_error(capsys, monkeypatch):
+    from loopml import cli
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    cause = '{"errorMessage": "the recent holdout (69 rows) has too few rows", "errorType": "InsufficientData"}'
+    events = [
+        {"id": 1, "stateEnteredEventDetails": {"name": "Start"}},
+        {"id": 2, "stateEnteredEventDetails": {"name": "Prepare"}},
+        {"id": 3, "lambdaFunctionFailedEventDetails": {"error": "InsufficientData", "cause": cause}},
+        {"id": 4, "stateEnteredEventDetails": {"name": "CleanUp"}},
+    ]
+    final = {"status": "FAILED", "error": "RetrainingFailed", "cause": "A step failed"}
+    assert cli._follow(_FakeExecution(events, final), "arn", timeout_s=60) == 1
+    out, err = capsys.readouterr()
+    assert [line.strip() for line in out.splitlines()] == ["Start", "Prepare", "CleanUp"]
+    assert "the failing step said: InsufficientData: the recent holdout (69 rows) has too few rows" in err
+
+
+def test_retrain_wait_gives_up_after_its_timeout(capsys, monkeypatch):
+    from loopml import cli
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    never = _FakeExecution([{"id": 1, "stateEnteredEventDetails": {"name": "Bake"}}] * 0, {"status": "RUNNING"})
+    never.describe_execution = lambda executionArn: {"status": "RUNNING"}  # type: ignore[method-assign]
+    assert cli._follow(never, "arn", timeout_s=0) == 1
+    assert "still running after 0 minutes" in capsys.readouterr().err

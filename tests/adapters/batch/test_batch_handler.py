@@ -23,7 +23,7 @@ from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
 from loopml.training import TrainedModel
 from loopml.uploads import parse_notification
-from tests.conftest import ROOT, load_handler, make_metadata
+from tests.conftest import RAW_S3_EVENT, ROOT, load_handler, make_metadata
 
 EVENTS = ROOT / "events" / "batch"
 BUCKET = "loopml-test-models"
@@ -98,18 +98,6 @@ def test_large_outputs_go_up_in_parts(deployed: tuple[ModuleType, Any]) -> None:
     aborted.write(b"partial")
     aborted.abort()
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/output/default/never")
-
-
-RAW_S3_EVENT = {
-    "Records": [
-        {
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": "loopml-dev-models"}, "object": {"key": "incoming/default/x.csv", "size": 1}},
-        }
-    ]
-}
 
 
 def test_a_raw_s3_event_is_one_named_error_not_a_key_error(deployed: tuple[ModuleType, Any]) -> None:

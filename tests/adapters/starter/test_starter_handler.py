@@ -21,7 +21,7 @@ from loopml.registry import ModelRegistry, serialize_bundle
 from loopml.retrain.models import RetrainInput
 from loopml.training import TrainedModel
 from loopml.uploads import parse_notification
-from tests.conftest import ROOT, load_handler, make_metadata
+from tests.conftest import RAW_S3_EVENT, ROOT, load_handler, make_metadata
 
 EVENTS = ROOT / "events" / "starter"
 BUCKET = "loopml-test-models"
@@ -126,18 +126,6 @@ def test_the_declared_schedule_is_off_by_default() -> None:
     assert (weekly.name, weekly.rate_minutes, weekly.enabled) == ("weekly", 10080, False)
     assert weekly.input == _event("scheduled_weekly.json")
     assert Path(ROOT / "functions" / "starter" / "app.py").is_file()
-
-
-RAW_S3_EVENT = {
-    "Records": [
-        {
-            "eventVersion": "2.1",
-            "eventSource": "aws:s3",
-            "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": "loopml-dev-models"}, "object": {"key": "incoming/default/x.csv", "size": 1}},
-        }
-    ]
-}
 
 
 def test_a_raw_s3_event_is_one_named_error_not_a_key_error(deployed: tuple[ModuleType, Any]) -> None:

@@ -96,7 +96,7 @@ class Harness:
         self.store.put(key, write_csv(columns))
         return self.store.uri(key)
 
-    def capture_labelled(self, columns: dict[str, list[Any]], model_version: int) -> int:
+    def capture_labelled(self, columns: dict[str, list[Any]], model_version: int, source: str = "system") -> int:
         """Labelled predictions in the captured dataset, as the capture and feedback functions store them."""
         now = datetime.now(UTC) - timedelta(minutes=5)
         rows = datasets.rows(columns)
@@ -127,7 +127,7 @@ class Harness:
                     "prediction_id": pid,
                     "feedback_id": f"f{i:08d}",
                     "label": label,
-                    "source": "reviewer",
+                    "source": source,
                     "received_at": (moment + timedelta(seconds=1)).isoformat(),
                 }
             )

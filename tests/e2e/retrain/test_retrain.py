@@ -6,18 +6,28 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from loopml import datasets
+from loopml.feedback.reader import read_captured
 from loopml.local.apigw import ADMIN_TOKEN_HEADER
 from tests.e2e.retrain.conftest import MODEL, Harness, run_name
 
 pytestmark = pytest.mark.e2e
 
 FAST = {"bake_minutes": 0.05, "canary_percent": 50}
+# The tests' traffic is tens of requests: margins sized for it (the statistics are unit-tested).
+FEW = {
+    "min_predictions": 15,
+    "max_error_rate_increase": 0.5,
+    "max_degraded_rate_increase": 0.5,
+    "max_confidence_drop": 0.5,
+}
+# The champion's validation rows hold the old concept: after a concept shift they cannot judge.
+CONCEPT_CHANGED = {"golden_tolerance": 1.0, "log_loss_tolerance": 1.0}
 
 
 def _predict(harness: Harness, rows: list[dict[str, Any]]) -> list[int]:
@@ -36,12 +46,20 @@ def test_happy_path_promotes_a_better_challenger(harness: Harness) -> None:
     uri = harness.upload("shifted", shifted)
     captured = harness.capture_labelled(datasets.loan_default(300, seed=6, concept_shift=1.0), before)
     name = run_name("happy")
-    payload = {"model": MODEL, "reason": "concept drift", "data_uri": uri, "bake_minutes": 0.15, "canary_percent": 50}
+    payload = {
+        "model": MODEL,
+        "reason": "concept drift",
+        "data_uri": uri,
+        "bake_minutes": 0.15,
+        "canary_percent": 50,
+        "canary_policy": FEW,
+        **CONCEPT_CHANGED,
+    }
 
     arn = harness.start(name, payload)
     _wait_for_canary(harness)
     # Real traffic during the bake: both versions answer, their EMF metrics reach CloudWatch.
-    served = _predict(harness, datasets.rows(datasets.loan_default(40, seed=8, concept_shift=1.0)))
+    served = _predict(harness, datasets.rows(datasets.loan_default(80, seed=8, concept_shift=1.0)))
     result = harness.wait(arn)
 
     assert result["status"] == "SUCCEEDED", result
@@ -204,11 +222,14 @@ def test_rejected_approval_deploys_nothing(harness: Harness) -> None:
 def test_approved_challenger_is_rolled_out(harness: Harness) -> None:
     before = harness.champion()
     name = run_name("approval-granted")
-    arn = harness.start(name, {"model": MODEL, "reason": "approved rollout", "approval": True, **FAST})
+    given = {"model": MODEL, "reason": "approved rollout", "approval": True, "canary_policy": FEW, **FAST}
+    arn = harness.start(name, given | {"bake_minutes": 0.15})
     approval = _approval_id(harness, name)
 
     status, body = _post(harness, f"/approvals/{approval}", {"decision": "approve", "reason": "looks good"})
     assert status == 200, body
+    _wait_for_canary(harness)
+    _predict(harness, datasets.rows(datasets.loan_default(80, seed=18)))
     result = harness.wait(arn)
 
     assert result["status"] == "SUCCEEDED", result
@@ -286,8 +307,8 @@ def test_concurrent_triggers_run_once(harness: Harness) -> None:
     results = [harness.wait(first), harness.wait(second)]
 
     statuses = sorted((r["status"], r.get("error")) for r in results)
-    assert statuses[0] == ("FAILED", "RetrainingInProgress"), results
-    assert statuses[1][0] == "SUCCEEDED", results
+    # One run is refused; the other bakes with no traffic at all, so it can only end inconclusive.
+    assert statuses == [("FAILED", "CanaryInconclusive"), ("FAILED", "RetrainingInProgress")], results
     assert len(harness.registry.versions(MODEL)) == len(versions_before) + 1
     # Two triggers in the same window: Step Functions starts one execution.
     request = RetrainInput(model=MODEL, reason="drift", bake_minutes=0.05)
@@ -306,3 +327,105 @@ def test_invalid_input_fails_with_a_clear_error(harness: Harness) -> None:
     cause = json.loads(result["cause"])["errorMessage"]
     for field in ("model", "reason", "canary_percent", "extra"):
         assert field in cause
+
+
+def test_no_traffic_to_the_canary_is_inconclusive_and_the_champion_keeps_serving(harness: Harness) -> None:
+    """Drill: a canary nobody calls is never promoted (default policy: 50 predictions per side)."""
+    before, (primary, _) = harness.champion(), harness.alias()
+    name = run_name("silent-canary")
+    result = harness.run(
+        name, {"model": MODEL, "reason": "no traffic drill", **FAST, "tolerance": 1.0, "bias_tolerance": 1.0}
+    )
+
+    assert result["status"] == "FAILED" and result["error"] == "CanaryInconclusive", result
+    assert harness.champion() == before and harness.alias() == (primary, {})
+    event = harness.history(name)[-1]
+    assert event.action == "inconclusive"
+    assert "the canary served 0 predictions; need 50" in event.reason
+    assert event.details["verdict"]["canary"]["predictions"] == 0 and event.details["verdict"]["baked_minutes"] >= 0.2
+
+
+def test_an_unknown_model_is_refused_while_another_models_canary_is_in_flight(harness: Harness) -> None:
+    """Drill: `loopml retrain --model nope` and a console run for it touch nothing of `default`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    name = run_name("in-flight")
+    drill = {"model": MODEL, "reason": "long canary", "bake_minutes": 1, "canary_percent": 20}
+    arn = harness.start(name, drill | {"tolerance": 1.0, "bias_tolerance": 1.0})
+    try:
+        _, weights = _wait_for_canary(harness)
+        port = str(urlsplit(harness.stack.aws_endpoint).port)
+        cli = str(Path(sys.executable).with_name("loopml"))
+        done = subprocess.run(
+            [cli, "retrain", "--model", "nope", "--aws-port", port], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2 and "'nope' is not served here" in done.stderr, (done.stdout, done.stderr)
+        console = harness.run(run_name("nope"), {"model": "nope", "reason": "console run for a model not served"})
+        assert console["status"] == "FAILED" and console["error"] == "ModelNotServed", console
+        assert harness.alias()[1] == weights  # the canary in flight is untouched
+        assert harness.store.list_keys("models/nope/") == []
+    finally:
+        harness.sfn.stop_execution(executionArn=arn)
+    deadline = time.monotonic() + 30
+    while harness.alias()[1] and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def test_a_flood_of_random_labels_cannot_promote_a_model(harness: Harness) -> None:
+    """Drill: 500 random labels posted through /feedback for recent predictions, then a retraining."""
+    import random
+
+    before = harness.champion()
+    rows = datasets.rows(datasets.loan_default(500, seed=31))
+    pids = []
+    for start in range(0, 500, 100):
+        status, body = _post(harness, "/predict", {"instances": rows[start : start + 100]})
+        assert status == 200, body
+        pids += [p["prediction_id"] for p in body["predictions"]]
+    chance = random.Random(7)
+    for start in range(0, 500, 100):
+        items = [
+            {"prediction_id": p, "label": chance.choice([0, 1]), "source": "user"} for p in pids[start : start + 100]
+        ]
+        status, body = _post(harness, "/feedback", {"items": items})
+        assert status == 202, body
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = datetime.now(UTC)
+        labelled = [
+            r
+            for r in read_captured(harness.store, MODEL, now - timedelta(hours=1), now, labelled_only=True)
+            if r.prediction_id in set(pids)
+        ]
+        if len(labelled) == 500:
+            break
+        time.sleep(0.5)
+    assert len(labelled) == 500
+
+    name = run_name("poisoned")
+    result = harness.run(name, {"model": MODEL, "reason": "drift after a label flood", **FAST})
+
+    assert harness.champion() == before, result
+    assert json.loads(result.get("output") or "{}").get("outcome") != "promoted"
+    events = harness.history(name)
+    said = " ".join(e.reason + json.dumps(e.details) for e in events)
+    assert "rate limit: " in said and "user labels from ip:127.0.0.1 dropped" in said, said[:2000]
+
+
+def test_a_training_file_sorted_by_its_target_gets_a_holdout_with_every_class(harness: Harness) -> None:
+    columns = datasets.loan_default(1500, seed=41)
+    order = sorted(range(1500), key=lambda i: columns[datasets.TARGET][i])
+    uri = harness.upload("sorted-by-target", {k: [v[i] for i in order] for k, v in columns.items()})
+    name = run_name("sorted")
+    result = harness.run(name, {"model": MODEL, "reason": "sorted upload", "data_uri": uri, "feedback_days": 0, **FAST})
+
+    events = harness.history(name)
+    assert result.get("error") != "RetrainingFailed", (result, [e.reason for e in events])
+    dataset = next(e for e in events if "dataset" in e.details).details["dataset"]
+    assert dataset["holdout_method"] == "stratified"
+    holdout = harness.store.get(dataset["holdout"]["uri"].split("/", 3)[3]).decode().splitlines()
+    target = holdout[0].split(",").index(datasets.TARGET)
+    assert {line.split(",")[target] for line in holdout[1:]} == {"0", "1"}

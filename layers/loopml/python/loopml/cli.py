@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--bake-minutes", type=float, help="how long the canary serves before the check (default 5)")
     retrain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
     retrain.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
-    retrain.add_argument("--wait", action="store_true", help="wait for the execution to end and print its outcome")
+    retrain.add_argument("--wait", action="store_true", help="follow the execution state by state until it ends")
+    retrain.add_argument("--timeout-minutes", type=float, default=30.0, help="with --wait: give up after this long")
     retrain.set_defaults(run=_retrain)
 
     demo = sub.add_parser("demo", help="the whole lifecycle on a fresh local stack, two rounds, with a report")
@@ -316,19 +317,78 @@ def _retrain(args: argparse.Namespace) -> int:
     if params:
         values["params"] = params
     request = RetrainInput.parse(values)
+    if args.timeout_minutes <= 0:
+        raise UsageError("--timeout-minutes must be positive")
+    _require_served_locally(request.model, args.aws_port)
     sfn = _local_client("stepfunctions", args.aws_port)
     machine = f"arn:aws:states:us-east-1:{ACCOUNT_ID}:stateMachine:{physical_name(LOCAL_STAGE, 'retrain')}"
     arn = start_retraining(sfn, machine, request, datetime.now(UTC))
-    print(f"started {arn}")
+    print(f"started {arn}", flush=True)
     if not args.wait:
         return 0
-    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+    return _follow(sfn, arn, args.timeout_minutes * 60)
+
+
+def _require_served_locally(model: str, aws_port: int) -> None:
+    """Refuse, before starting anything, a model the local deployment does not serve."""
+    from loopml.topology import physical_name
+
+    function = physical_name(LOCAL_STAGE, "inference")
+    config = _local_client("lambda", aws_port).get_function_configuration(FunctionName=function)
+    served = (config.get("Environment") or {}).get("Variables", {}).get("MODEL_NAME")
+    if served and served != model:
+        raise UsageError(
+            f"model {model!r} is not served by this deployment ({function} serves {served!r}); nothing started"
+        )
+    from loopml.registry import ModelRegistry
+
+    if not ModelRegistry(_store(None, aws_port)).versions(model):
+        raise UsageError(f"model {model!r} has no registered version; nothing started")
+
+
+def _follow(sfn: Any, arn: str, timeout_s: float) -> int:
+    """Print each state as it is entered; on failure, the failing step's own error, not the generic one."""
+    seen: set[str] = set()
+    failure: tuple[str, str] | None = None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+            key = str(event["id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            entered = event.get("stateEnteredEventDetails")
+            if entered:
+                print(f"  {entered['name']}", flush=True)
+            failed = event.get("lambdaFunctionFailedEventDetails") or event.get("taskFailedEventDetails")
+            if failed:
+                failure = (str(failed.get("error")), _error_message(failed.get("cause")))
+        described = sfn.describe_execution(executionArn=arn)
+        status = described["status"]
+        if status != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            print(f"loopml: still running after {timeout_s / 60:g} minutes: {arn}", file=sys.stderr)
+            return 1
         time.sleep(1)
-    if described["status"] == "SUCCEEDED":
+    if status == "SUCCEEDED":
         print(f"succeeded: {described.get('output')}")
         return 0
-    print(f"{described['status'].lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
+    print(f"{status.lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
+    if failure is not None:
+        print(f"  the failing step said: {failure[0]}: {failure[1]}", file=sys.stderr)
     return 1
+
+
+def _error_message(cause: Any) -> str:
+    """Lambda's error cause is JSON ({"errorMessage": ...}); anything else is shown as it is."""
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) else cause
+    except ValueError:
+        return str(cause)
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"])
+    return str(cause)
 
 
 def _promotion(aws_port: int) -> Any:

@@ -113,7 +113,8 @@ class Promotion:
                 f"alias live of {model} sends traffic to a canary ({split}, primary {primary}); wait for the "
                 "retraining to end, or pass --force to end the canary"
             )
-        lambda_version = self.alias.publish({"MODEL_VERSION": str(version)}, f"{model} v{version}: {reason}")
+        variables = {"MODEL_VERSION": str(version), "SERVING_FAULT": ""}  # a drill fault never carries over
+        lambda_version = self.alias.publish(variables, f"{model} v{version}: {reason}")
         return self.serve(model, version, lambda_version, actor, reason, action=action)
 
     def previous_champion(self, model: str) -> int:

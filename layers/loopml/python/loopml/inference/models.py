@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -23,7 +23,12 @@ class InferenceSettings(FunctionSettings, frozen=True):
     aws_lambda_function_version: str = "$LATEST"
     subject_key: str | None = None  # see loopml.feedback.keys: HMAC key for subject ids
     subject_key_secret_arn: str | None = None  # Secrets Manager secret holding the HMAC key
+    serving_fault: Literal["", "errors"] = ""  # drills only: set on a canary version by `canary_fault`
     api_key_required: bool = True  # API Gateway asks for x-api-key (the document says so); off locally by default
+
+
+class ServingFault(RuntimeError):
+    """A drill's injected failure: unhandled on purpose, so Lambda reports it as a function error."""
 
 
 class PredictRequest(BaseModel, extra="forbid"):

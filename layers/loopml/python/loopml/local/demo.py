@@ -1,10 +1,14 @@
-"""``make demo``: the whole lifecycle on the local stack, in two rounds, with a summary and an HTML report.
+"""``make demo``: the whole lifecycle on the local stack, in three rounds, with a summary and an HTML report.
 
 Round 1: v1 serves normal traffic with feedback; the traffic drifts (covariate and concept shift); the
 drift function detects it and starts the retraining workflow; the challenger is trained on the
-labelled feedback, gated, rolled out as a canary through alias weights and promoted.
-Round 2: a deliberately worse challenger (near-constant, so its confidence collapses) is forced past the
-gate; the canary check sees it and rolls it back, and the champion keeps serving 100%.
+labelled feedback, gated, rolled out as a canary through alias weights and promoted once the canary
+has shown, on enough predictions, that it is no worse.
+Round 2: a deliberately worse challenger (near-constant: its ranking survives, its probabilities
+collapse) is stopped at the gate by log loss on the golden set, even with the primary metric's
+tolerance opened wide; it never serves traffic.
+Round 3: a healthy challenger whose canary Lambda version fails every request (a drill fault) is
+caught by the canary check and rolled back; the champion keeps serving 100%.
 
 Everything goes through the same HTTP API, queues and state machine a user would touch.
 """
@@ -29,7 +33,12 @@ from loopml.local.up import MODEL, Progress, ensure_first_model, http_json, regi
 
 STAGE = "local"
 BAKE_MINUTES = 0.25
+MAX_BAKE_MINUTES = 2.0
 CANARY_PERCENT = 30
+# The demo's traffic is one client at a few requests a second: margins sized for that volume (the
+# defaults are for production traffic), and its labels stand for many users, so they are not capped.
+DEMO_POLICY = {"max_error_rate_increase": 0.08, "min_predictions": 50}
+DEMO_LABELS_PER_CALLER = 100_000
 BATCH = 50
 
 
@@ -85,7 +94,7 @@ class Traffic:
         def loop() -> None:
             while not self._stop.is_set():
                 self._one_batch(*self.shift)
-                self._stop.wait(0.2)
+                self._stop.wait(0.05)
 
         self._thread = threading.Thread(target=loop, name="demo-traffic", daemon=True)
         self._thread.start()
@@ -131,6 +140,30 @@ def wait_for_execution(
             return {**described, "last_state": last_state}
         time.sleep(0.5)
     raise LoopmlError(f"execution {arn} did not finish within {timeout_s:.0f}s")
+
+
+def run_round(
+    stack: LocalStack, title: str, tag: str, given: dict[str, Any], progress: Progress, timeline: Timeline
+) -> dict[str, Any]:
+    """Start one retraining with ``given`` as its input, follow it, say how it ended and why."""
+    registry, _ = registry_for(stack)
+    machine = stack.deployment.state_machines["retrain"]
+    name = f"{MODEL}-demo-{tag}-{random.randrange(1 << 30):08x}"
+    arn = stack.client("stepfunctions").start_execution(stateMachineArn=machine, name=name, input=json.dumps(given))[
+        "executionArn"
+    ]
+    t0 = time.perf_counter()
+    done = wait_for_execution(stack, arn, progress, timeline, 240)
+    champion = registry.resolve(MODEL, "champion")
+    ending = [e for e in registry.history(MODEL) if e.details.get("run_id") == name]
+    why = ending[-1].reason if ending else ""
+    return {
+        "name": title,
+        "outcome": f"{done['last_state']}; champion v{champion}; live {alias_split(stack)}",
+        "why": why,
+        "seconds": time.perf_counter() - t0,
+        "execution": done["name"],
+    }
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -229,7 +262,15 @@ def run(state_dir: Path | None = None) -> int:
         time.sleep(3)  # let the capture consumer write the last batches
         traffic.shift = (1.0, 0.6)
         progress.step(f"{traffic.sent} predictions served, {traffic.labelled} labelled; evaluating drift")
-        options = {"retrain": {"bake_minutes": BAKE_MINUTES, "canary_percent": CANARY_PERCENT}}
+        options = {
+            "retrain": {
+                "bake_minutes": BAKE_MINUTES,
+                "max_bake_minutes": MAX_BAKE_MINUTES,
+                "canary_percent": CANARY_PERCENT,
+                "canary_policy": DEMO_POLICY,
+                "max_labels_per_caller": DEMO_LABELS_PER_CALLER,
+            }
+        }
         status, summary = http_json(
             "POST", f"{stack.api_url}/drift/evaluate", {"model": MODEL, "config": {"trigger": options}}
         )
@@ -245,7 +286,7 @@ def run(state_dir: Path | None = None) -> int:
             raise LoopmlError("the drift function did not start a retraining")
         traffic.start()
         t0 = time.perf_counter()
-        done = wait_for_execution(stack, decision["execution_arn"], progress, timeline, 150)
+        done = wait_for_execution(stack, decision["execution_arn"], progress, timeline, 240)
         rounds.append(
             {
                 "name": "round 1: drift detected, retrain, canary, promote",
@@ -256,34 +297,29 @@ def run(state_dir: Path | None = None) -> int:
         )
         progress.step(f"round 1 ended in {done['last_state']}; live: {alias_split(stack)}")
 
-        progress.step("round 2: a deliberately worse challenger, forced past the gate")
-        registry, _ = registry_for(stack)
-        worse = {
+        progress.step("round 2: a deliberately worse challenger (near-constant), primary-metric tolerance wide open")
+        common = {
             "model": MODEL,
+            "bake_minutes": BAKE_MINUTES,
+            "max_bake_minutes": MAX_BAKE_MINUTES,
+            "canary_percent": CANARY_PERCENT,
+            "canary_policy": DEMO_POLICY,
+            "max_labels_per_caller": DEMO_LABELS_PER_CALLER,
+        }
+        worse = {
+            **common,
             "reason": "demo: deliberately worse challenger (near-constant model)",
             "params": {"regularization_c": 0.00001},
             "tolerance": 1.0,
             "bias_tolerance": 1.0,
-            "bake_minutes": BAKE_MINUTES,
-            "canary_percent": CANARY_PERCENT,
         }
-        machine = stack.deployment.state_machines["retrain"]
-        name = f"{MODEL}-demo-worse-{random.randrange(1 << 30):08x}"
-        arn = stack.client("stepfunctions").start_execution(
-            stateMachineArn=machine, name=name, input=json.dumps(worse)
-        )["executionArn"]
-        t0 = time.perf_counter()
-        done = wait_for_execution(stack, arn, progress, timeline, 150)
-        champion = registry.resolve(MODEL, "champion")
-        rounds.append(
-            {
-                "name": "round 2: worse challenger",
-                "outcome": f"{done['last_state']}; champion v{champion}; live {alias_split(stack)}",
-                "seconds": time.perf_counter() - t0,
-                "execution": done["name"],
-            }
-        )
-        progress.step(f"round 2 ended in {done['last_state']}; champion v{champion}; live: {alias_split(stack)}")
+        rounds.append(run_round(stack, "round 2: worse challenger", "worse", worse, progress, timeline))
+        progress.step(f"round 2 ended in {rounds[-1]['outcome']}")
+
+        progress.step("round 3: a healthy challenger whose canary fails every request (drill: canary_fault)")
+        faulty = {**common, "reason": "demo: canary drill, the new version's Lambda fails", "canary_fault": "errors"}
+        rounds.append(run_round(stack, "round 3: failing canary", "fault", faulty, progress, timeline))
+        progress.step(f"round 3 ended in {rounds[-1]['outcome']}")
     finally:
         traffic.stop()
         versions = versions_table(stack) if stack.started else []
@@ -294,6 +330,8 @@ def run(state_dir: Path | None = None) -> int:
     print()
     for outcome in rounds:
         print(f"{outcome['name']}: {outcome['outcome']} in {outcome['seconds']:.0f}s")
+        if outcome.get("why"):
+            print(f"  why: {outcome['why'][:300]}")
     print("\ntraffic split of alias live over time:")
     for at, split in timeline.points:
         print(f"  {at:6.1f}s  " + ", ".join(f"{v} {s:.0%}" for v, s in sorted(split.items())))

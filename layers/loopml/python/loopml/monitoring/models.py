@@ -60,7 +60,10 @@ class RetrainOptions(BaseModel, extra="forbid"):
     approval: bool | None = None
     canary_percent: float | None = Field(default=None, gt=0, le=50)
     bake_minutes: float | None = Field(default=None, ge=0, le=1440)
+    max_bake_minutes: float | None = Field(default=None, ge=0, le=7 * 1440)
     data_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+    canary_policy: dict[str, float | int] | None = Field(default=None, description="see the retraining input")
+    max_labels_per_caller: int | None = Field(default=None, ge=1)
 
 
 class TriggerPolicy(BaseModel, extra="forbid"):

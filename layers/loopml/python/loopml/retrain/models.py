@@ -102,6 +102,9 @@ class RetrainInput(BaseModel, extra="forbid"):
     max_labels_per_caller: int | None = Field(
         default=None, ge=1, description="user labels one caller (API key) may add; default 10% of the base rows"
     )
+    canary_fault: Literal["errors"] | None = Field(
+        default=None, description="drills only: the canary's Lambda version fails every request (SERVING_FAULT)"
+    )
 
     @property
     def longest_bake_minutes(self) -> float:

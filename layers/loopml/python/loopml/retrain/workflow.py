@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -430,7 +430,7 @@ class RetrainWorkflow:
                     "finish or roll back that rollout first"
                 )
             lambda_version = self.alias.publish(
-                {"MODEL_VERSION": str(registered.version)},
+                {"MODEL_VERSION": str(registered.version), "SERVING_FAULT": run.canary_fault or ""},
                 f"{run.model} v{registered.version} canary ({run.run_id})",
             )
             canary = Canary(
@@ -550,37 +550,30 @@ class RetrainWorkflow:
         )
 
     def rollback(self, state: RetrainState) -> Outcome:
+        verdict: Verdict = _need(state.verdict, "verdict")
+        return self._not_promoted(state, "rolled_back", "canary unhealthy: " + "; ".join(verdict.reasons))
+
+    def inconclusive(self, state: RetrainState) -> Outcome:
+        """Too little evidence by the end of the longest bake: the champion alone, the challenger not promoted."""
+        verdict: Verdict = _need(state.verdict, "verdict")
+        reason = f"canary inconclusive after {verdict.baked_minutes:g} minutes: " + "; ".join(verdict.reasons)
+        return self._not_promoted(state, "inconclusive", reason)
+
+    def _not_promoted(
+        self, state: RetrainState, outcome: Literal["rolled_back", "inconclusive"], reason: str
+    ) -> Outcome:
+        """The champion alone behind ``live`` again, the verdict in the history, alarms and lock released."""
         run, canary = state.run, _need(state.canary, "canary")
         verdict: Verdict = _need(state.verdict, "verdict")
         self._end_own_canary(canary)
-        reason = "canary unhealthy: " + "; ".join(verdict.reasons)
         details = {"lambda_version": canary.lambda_version, "verdict": verdict.model_dump(mode="json")}
-        for action in ("rolled_back", "rejected"):
+        actions: tuple[HistoryAction, ...] = ("rolled_back", "rejected") if outcome == "rolled_back" else (outcome,)
+        for action in actions:
             self._record(run, action, reason, version=canary.model_version, previous=canary.champion_version, **details)
         self.metrics.delete_alarms(canary.alarms)
         self.lock.release(run.model, run.run_id)
         return Outcome(
-            outcome="rolled_back",
-            model=run.model,
-            version=canary.model_version,
-            champion_version=canary.champion_version,
-            reason=reason,
-        )
-
-    def inconclusive(self, state: RetrainState) -> Outcome:
-        """Too little evidence by the end of the longest bake: the champion alone, the challenger not promoted."""
-        run, canary = state.run, _need(state.canary, "canary")
-        verdict: Verdict = _need(state.verdict, "verdict")
-        self._end_own_canary(canary)
-        reason = f"canary inconclusive after {verdict.baked_minutes:g} minutes: " + "; ".join(verdict.reasons)
-        details = {"lambda_version": canary.lambda_version, "verdict": verdict.model_dump(mode="json")}
-        self._record(
-            run, "inconclusive", reason, version=canary.model_version, previous=canary.champion_version, **details
-        )
-        self.metrics.delete_alarms(canary.alarms)
-        self.lock.release(run.model, run.run_id)
-        return Outcome(
-            outcome="inconclusive",
+            outcome=outcome,
             model=run.model,
             version=canary.model_version,
             champion_version=canary.champion_version,
