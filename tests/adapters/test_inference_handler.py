@@ -222,9 +222,8 @@ def _instance() -> dict[str, Any]:
         ({"body": base64.b64encode(b"\xff\xfe{\x00}\x00").decode(), "isBase64Encoded": True}, 400, "not valid UTF-8"),
         ({"headers": {"content-type": "multipart/form-data"}}, 415, "unsupported media type"),
         ({"headers": {"Content-Type": "application/json; charset=latin-1"}}, 415, "unsupported charset"),
-        ({"body": "[" * 10_000 + "]" * 10_000}, 400, "nested more than"),
-        ({"body": '{"instance": {"age": ' + "9" * 5000 + "}}"}, 400, "digits"),
-        ({"body": '{"instance": {"age": ' + "9" * 400 + "}}"}, 400, "digits"),
+        ({"body": "[" * 10_000 + "]" * 10_000}, 400, "nested too deeply"),
+        ({"body": '{"instance": {"age": ' + "9" * 5000 + "}}"}, 400, "too long to read"),
         ({"body": "x" * (6 * 1024 * 1024 + 1)}, 413, "over"),
     ],
 )
@@ -237,9 +236,10 @@ def test_unreadable_bodies_get_a_named_4xx(deployed, changes, status, says):
 
 def test_non_finite_and_overlong_values_are_422_naming_the_field(deployed):
     module, sqs, queue_url = deployed
-    too_big = json.dumps({"instance": _instance()}).replace('"age": 41.0', '"age": 1e400')
-    got, answer, _ = call(module, event("predict_single.json", body=too_big))
-    assert got == 422 and {"loc": ["body", "instance", "age"]}.items() <= answer["detail"][0].items(), answer
+    for huge in ("1e400", "9" * 400):
+        too_big = json.dumps({"instance": _instance()}).replace('"age": 41.0', f'"age": {huge}')
+        got, answer, _ = call(module, event("predict_single.json", body=too_big))
+        assert got == 422 and {"loc": ["body", "instance", "age"]}.items() <= answer["detail"][0].items(), answer
     long_value = {**_instance(), "region": "r" * 6_000_000}
     got, answer, _ = call(module, event("predict_single.json", body=json.dumps({"instance": long_value})))
     assert got == 422 and answer["detail"][0]["loc"] == ["body", "instance", "region"], answer

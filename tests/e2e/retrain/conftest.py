@@ -38,8 +38,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # One model cache shared by every inference worker of this stack: a canary whose own artifact fails
     # verification then falls back to the champion's verified copy and serves degraded answers.
     shared_cache = {"inference": {"CACHE_DIR": str(state / "model-cache")}}
-    with served_stack(
-        state, FIRST_MODEL_ROWS, topology=RETRAIN_TOPOLOGY, alarm_interval_s=0.5, env_overrides=shared_cache
+    with served_stack(  # stage "local": the `loopml` CLI (retrain, promote) talks to this stack as to `make up`
+        state,
+        FIRST_MODEL_ROWS,
+        stage="local",
+        topology=RETRAIN_TOPOLOGY,
+        alarm_interval_s=0.5,
+        env_overrides=shared_cache,
     ) as local:
         yield local
 

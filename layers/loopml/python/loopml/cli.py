@@ -331,10 +331,16 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _require_served_locally(model: str, aws_port: int) -> None:
     """Refuse, before starting anything, a model the local deployment does not serve."""
+    from botocore.exceptions import ClientError
+
     from loopml.topology import physical_name
 
     function = physical_name(LOCAL_STAGE, "inference")
-    config = _local_client("lambda", aws_port).get_function_configuration(FunctionName=function)
+    try:
+        config = _local_client("lambda", aws_port).get_function_configuration(FunctionName=function)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        raise UsageError(f"the stack on port {aws_port} has no {function} ({code}): is it `make up`'s?") from None
     served = (config.get("Environment") or {}).get("Variables", {}).get("MODEL_NAME")
     if served and served != model:
         raise UsageError(

@@ -242,8 +242,9 @@ class RequestValidator:
                     if isinstance(value, bool) or not isinstance(value, int | float):
                         errors.append({"loc": [*loc, spec.name], "msg": "expected a number", "type": "float_type"})
                         continue
-                    number = float(value)
-                    if not math.isfinite(number):
+                    # a huge int is out of range before float() can overflow on it
+                    number = math.inf if isinstance(value, int) and abs(value) > MAX_MAGNITUDE else float(value)
+                    if not math.isfinite(number) and isinstance(value, float):
                         errors.append(
                             {
                                 "loc": [*loc, spec.name],
@@ -252,7 +253,7 @@ class RequestValidator:
                             }
                         )
                         continue
-                    if abs(number) > MAX_MAGNITUDE:
+                    if not math.isfinite(number) or abs(number) > MAX_MAGNITUDE:
                         errors.append(
                             {
                                 "loc": [*loc, spec.name],
