@@ -1,4 +1,4 @@
-"""The local stack with the inference and retrain functions and the real retrain state machine."""
+"""The local stack with the inference, feedback and retrain functions and the real retrain state machine."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ pytestmark = pytest.mark.e2e
 
 RETRAIN_TOPOLOGY = Topology(
     buckets=TOPOLOGY.buckets,
-    queues=(TOPOLOGY.queue("capture"),),
+    queues=(TOPOLOGY.queue("capture"), TOPOLOGY.queue("feedback")),
+    tables=TOPOLOGY.tables,
     secrets=TOPOLOGY.secrets,
-    functions=(TOPOLOGY.function("inference"), TOPOLOGY.function("retrain")),
+    functions=(TOPOLOGY.function("inference"), TOPOLOGY.function("feedback"), TOPOLOGY.function("retrain")),
     state_machines=tuple(m for m in TOPOLOGY.state_machines if m.name == "retrain"),
 )
 FIRST_MODEL_ROWS = 1500
