@@ -362,7 +362,10 @@ def test_an_unknown_model_is_refused_while_another_models_canary_is_in_flight(ha
         done = subprocess.run(
             [cli, "retrain", "--model", "nope", "--aws-port", port], capture_output=True, text=True, timeout=60
         )
-        assert done.returncode == 2 and "'nope' is not served by this deployment" in done.stderr, (done.stdout, done.stderr)
+        assert done.returncode == 2 and "'nope' is not served by this deployment" in done.stderr, (
+            done.stdout,
+            done.stderr,
+        )
         console = harness.run(run_name("nope"), {"model": "nope", "reason": "console run for a model not served"})
         assert console["status"] == "FAILED" and console["error"] == "ModelNotServed", console
         assert harness.alias()[1] == weights  # the canary in flight is untouched
