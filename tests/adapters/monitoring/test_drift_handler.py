@@ -234,6 +234,7 @@ def test_schedule_and_step_functions_invocations(deployed: Deployed, trained: Tr
         ({"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z"}, "must be between 2000-01-01"),
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"}, "longer than 744 hours"),
         ({"start": "2020-01-01T00:00:00Z"}, "longer than 744 hours"),
+        ({"end": "0001-01-01T00:00:01+14:00"}, "must be between 2000-01-01"),
     ],
 )
 def test_drift_windows_are_bounded_with_the_field_named(deployed: Deployed, window: dict, says: str) -> None:

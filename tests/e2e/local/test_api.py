@@ -174,13 +174,26 @@ def test_an_event_over_lambdas_payload_limit_is_413_in_json(stack):
     assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
 
 
-def test_a_request_line_http_cannot_parse_is_400_in_json(stack):
+def _raw(stack, request: bytes) -> str:
+    """Send bytes no HTTP client would, read the answer until the server closes the connection."""
     import socket
 
     split = urlsplit(stack.api_url)
+    chunks = []
     with socket.create_connection((split.hostname, split.port), timeout=10) as sock:
-        sock.sendall(b"GET /echo/1 HTTP/9.9 extra\r\n\r\n")
-        answer = sock.recv(65536).decode()
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def test_a_content_length_that_is_not_a_number_is_400_in_json(stack):
+    answer = _raw(stack, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: MODEL_NAME\r\n\r\n")
     head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and json.loads(body)["message"].startswith("Invalid request body")
+
+
+def test_a_request_line_http_cannot_parse_is_400_in_json(stack):
+    head, _, body = _raw(stack, b"GET /echo/1 HTTP/9.9 extra\r\n\r\n").partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 400") and "application/json" in head
     assert "message" in json.loads(body)

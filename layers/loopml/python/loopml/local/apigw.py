@@ -267,7 +267,12 @@ class _ApiHandler(LoopbackHandler):
         self._send(status, headers, json.dumps({"message": message}).encode())
 
     def _handle(self) -> None:
-        body = self.read_body()
+        try:
+            body = self.read_body()
+        except ValueError:  # a Content-Length or chunk size that is not a number
+            self.close_connection = True
+            self._message(400, "Invalid request body framing (Content-Length or chunk size)")
+            return
         split = urlsplit(self.path)
         path = split.path if split.path == "/" else split.path.rstrip("/")
         api = self.api

@@ -132,7 +132,10 @@ class EvaluateRequest(BaseModel, extra="forbid"):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = utc(value)
+        try:
+            value = utc(value)
+        except OverflowError:  # year 1 with a positive offset (or year 9999 with a negative one) has no UTC
+            raise ValueError(f"must be between {EARLIEST_WINDOW.date()} and tomorrow") from None
         latest = datetime.now(UTC) + timedelta(days=1)
         if not EARLIEST_WINDOW <= value <= latest:
             raise ValueError(f"must be between {EARLIEST_WINDOW.date()} and tomorrow ({latest.date()})")
