@@ -281,7 +281,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     else:
         ok_content = {"application/json": {"schema": {"$ref": REF.format(model=op.response.__name__)}}}
     responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": ok_content}}
-    for status in sorted({*op.errors, 403}) if op.errors else ():
+    # 400 on every route: API Gateway answers a request it cannot frame (bad Content-Length) before any code runs
+    for status in sorted({*op.errors, 400, 403}) if op.errors else (400,):
         if status == 503 and op.response is HealthResponse:
             responses["503"] = {"description": _ERRORS[503], "content": ok_content}
             continue
