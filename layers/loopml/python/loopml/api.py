@@ -184,19 +184,19 @@ def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any
         raise unsupported(function, "API Gateway REST proxy events", event)
     try:
         check_request(event)
-    except (BadRequest, InvalidInput) as exc:
-        if isinstance(exc, InvalidInput):
-            response = error_response(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), detail=_field_errors(exc.errors))
-        else:
-            response = error_response(HTTPStatus(exc.status), str(exc))
-        return {
-            "statusCode": response.status_code,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps(response.body),
-            "isBase64Encoded": False,
-        }
-    resolved: dict[str, Any] = app.resolve(event, context)
-    return resolved
+    except BadRequest as exc:
+        response = bad_request_response(exc)
+    except InvalidInput as exc:
+        response = invalid_input_response(exc)
+    else:
+        resolved: dict[str, Any] = app.resolve(event, context)
+        return resolved
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(response.body),
+        "isBase64Encoded": False,
+    }
 
 
 def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[Any]:
@@ -207,6 +207,14 @@ def error_response(status: HTTPStatus, message: str, **extra: Any) -> Response[A
         body={"statusCode": status.value, "message": message, **extra},
         headers=headers,
     )
+
+
+def bad_request_response(exc: BadRequest) -> Response[Any]:
+    return error_response(HTTPStatus(exc.status), str(exc))
+
+
+def invalid_input_response(exc: InvalidInput) -> Response[Any]:
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), detail=_field_errors(exc.errors))
 
 
 def _field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -232,11 +240,11 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(BadRequest)
     def _bad_request(exc: BadRequest) -> Response[Any]:
-        return error_response(HTTPStatus(exc.status), str(exc))
+        return bad_request_response(exc)
 
     @app.exception_handler(InvalidInput)
     def _invalid(exc: InvalidInput) -> Response[Any]:
-        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), detail=_field_errors(exc.errors))
+        return invalid_input_response(exc)
 
     @app.exception_handler(NotFound)
     def _not_found(exc: NotFound) -> Response[Any]:
