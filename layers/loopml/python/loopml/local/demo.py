@@ -127,6 +127,7 @@ def wait_for_execution(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         timeline.sample(alias_split(stack))
+        described = sfn.describe_execution(executionArn=arn)  # first: the history read after it is complete
         history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         for event in history:
             name = event.get("stateEnteredEventDetails", {}).get("name")
@@ -134,7 +135,6 @@ def wait_for_execution(
                 seen.add(name)
                 last_state = name
                 progress.step(f"  workflow: {name}")
-        described = sfn.describe_execution(executionArn=arn)
         if described["status"] != "RUNNING":
             timeline.sample(alias_split(stack))
             return {**described, "last_state": last_state}
