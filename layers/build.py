@@ -35,7 +35,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPML_SRC = ROOT / "layers" / "loopml" / "python" / "loopml"
+LOOPML_SRC = ROOT / "layers" / "loopml"  # the package is the layer: nothing in it is left out
 DEFAULT_OUT = ROOT / "build" / "layers"
 
 # Bump when the trimming/compiling recipe changes, so stamped layers are rebuilt.
@@ -47,8 +47,6 @@ ROOT_REQUIREMENTS = ("aws-lambda-powertools[tracer]", "pydantic", "scikit-learn"
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
 # Never in the runtime: scikit-learn imports pandas at start when it is installed (+280 ms).
 FORBIDDEN = frozenset({"pandas"})
-# Development-only parts of the library.
-LOOPML_EXCLUDED = ("local", "bench", "cli.py")
 
 PLATFORMS = {
     "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64"),
@@ -139,15 +137,11 @@ def deps_plan(arch: str = "x86_64", with_boto3: bool = False) -> LayerPlan:
 
 
 def _loopml_files() -> list[Path]:
-    excluded = {LOOPML_SRC / name for name in LOOPML_EXCLUDED}
-    files = []
-    for path in sorted(LOOPML_SRC.rglob("*")):
-        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
-            continue
-        if any(path == ex or ex in path.parents for ex in excluded):
-            continue
-        files.append(path)
-    return files
+    return [
+        path
+        for path in sorted(LOOPML_SRC.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    ]
 
 
 def loopml_plan() -> LayerPlan:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.feedback.memory import MemoryDatasetStore
 from loopml.schema import FeatureSchema, SchemaConfig, infer_schema
 from loopml.training import TrainedModel, TrainingParams, train
+from loopml_dev import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 SENSITIVE_CONFIG = SchemaConfig.model_validate({"features": {"gender": {"sensitive": True}}})

@@ -15,9 +15,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopml.api import api_resolver, resolve
+from loopml.drift import wiring
+from loopml.drift.models import DriftSettings, EvaluateRequest, is_scheduled, parse_invocation
 from loopml.events import is_api
-from loopml.monitoring import wiring
-from loopml.monitoring.models import DriftSettings, EvaluateRequest, is_scheduled, parse_invocation
 from loopml.observability import logger, metrics, tracer
 
 settings = DriftSettings.load()

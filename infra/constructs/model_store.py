@@ -12,11 +12,11 @@ from constructs import Construct
 from infra.constructs.deployment import Deployment
 from infra.constructs.nag import acknowledge
 from infra.constructs.resources import Resources, pascal
+from loopml import keys
 from loopml.topology import BucketSpec, Topology
 
 # Prediction/feedback capture lands under this prefix; it is read by drift evaluation for weeks, then
 # rarely (audits, retraining on history), so it moves to Infrequent Access.
-CAPTURED_PREFIX = "captured/"
 CAPTURED_TO_IA_DAYS = 30
 NONCURRENT_VERSION_DAYS = 90
 ACCESS_LOG_DAYS = 365
@@ -73,7 +73,7 @@ class ModelStore(Construct):
                 lifecycle_rules=[
                     s3.LifecycleRule(
                         id="captured-to-infrequent-access",
-                        prefix=CAPTURED_PREFIX,
+                        prefix=keys.CAPTURED,
                         transitions=[
                             s3.Transition(
                                 storage_class=s3.StorageClass.INFREQUENT_ACCESS,

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from loopml.adapters.s3 import S3ObjectStore
-from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
+from loopml_dev.local.context import StubContext
 from tests.conftest import ROOT, load_handler, make_metadata
 
 BUCKET = "loopml-test-models"

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from loopml.local.apigw import ADMIN_TOKEN_HEADER
-from loopml.local.stack import LocalStack
-from loopml.local.up import Progress, ensure_first_model, http_json
+from loopml_dev.local.apigw import ADMIN_TOKEN_HEADER
+from loopml_dev.local.stack import LocalStack
+from loopml_dev.local.up import Progress, ensure_first_model, http_json
 from tests.conftest import ROOT
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loopml.local.demo import run
+from loopml_dev.demo import run
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ layers, a stand-in for the runtime's boto3, and the function's folder, exactly l
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata as metadata
 import importlib.util
 import json
@@ -57,11 +58,19 @@ def test_digest_changes_with_architecture_and_pins() -> None:
     assert build.deps_plan("x86_64").digest == build.deps_plan("x86_64").digest
 
 
-def test_loopml_layer_leaves_dev_only_code_out() -> None:
+def test_loopml_layer_is_the_package_whole_and_imports_no_dev_code() -> None:
     files = {p.relative_to(build.LOOPML_SRC).as_posix() for p in build._loopml_files()}
-    assert "topology.py" in files and "errors.py" in files
-    assert not any(f.startswith(("local/", "bench/")) or f == "cli.py" for f in files)
-    assert not any("__pycache__" in f for f in files)
+    on_disk = {
+        p.relative_to(build.LOOPML_SRC).as_posix()
+        for p in build.LOOPML_SRC.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert files == on_disk and "topology.py" in files
+    for name in sorted(f for f in files if f.endswith(".py")):
+        tree = ast.parse((build.LOOPML_SRC / name).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in imported if m.split(".")[0] == "loopml_dev"}, f"layers/loopml/{name} imports dev code"
 
 
 def test_trim_removes_sources_and_tests_but_keeps_modules(tmp_path: Path) -> None:

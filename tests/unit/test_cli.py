@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from loopml.cli import main
+from loopml_dev.cli import main
 
 
 def test_generate_then_train_prints_metrics(tmp_path, capsys):
@@ -84,7 +84,7 @@ class _FakeExecution:
 
 
 def test_retrain_wait_prints_each_state_and_the_failing_steps_own_error(capsys, monkeypatch):
-    from loopml import cli
+    from loopml_dev import cli
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     cause = '{"errorMessage": "the recent holdout (69 rows) has too few rows", "errorType": "InsufficientData"}'
@@ -102,7 +102,7 @@ def test_retrain_wait_prints_each_state_and_the_failing_steps_own_error(capsys, 
 
 
 def test_retrain_wait_gives_up_after_its_timeout(capsys, monkeypatch):
-    from loopml import cli
+    from loopml_dev import cli
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     never = _FakeExecution([{"id": 1, "stateEnteredEventDetails": {"name": "Bake"}}] * 0, {"status": "RUNNING"})

@@ -12,10 +12,9 @@ def test_every_declared_function_has_code_events_and_a_library_package() -> None
     declared = {spec.name for spec in TOPOLOGY.functions}
     assert declared == {p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
     assert declared == {p.name for p in (ROOT / "events").iterdir() if p.is_dir()}
-    library = ROOT / "layers" / "loopml" / "python" / "loopml"
-    aliases = {"drift": "monitoring"}  # the drift *function*'s service code; loopml/drift is the engine
+    library = ROOT / "layers" / "loopml"
     for name in declared:
-        assert (library / aliases.get(name, name)).is_dir(), f"loopml/{aliases.get(name, name)} missing for {name}"
+        assert (library / name).is_dir(), f"layers/loopml/{name} missing for the function {name}"
 
 
 def test_every_sample_event_is_json_of_a_known_trigger_shape() -> None:

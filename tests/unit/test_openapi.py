@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
-from loopml import datasets
 from loopml.openapi import OPERATIONS, document, server_url
 from loopml.schema import SchemaConfig, infer_schema
 from loopml.topology import TOPOLOGY
+from loopml_dev import datasets
 
 
 def _schema():

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loopml import datasets
 from loopml.errors import InvalidInput
 from loopml.inference.predictor import Predictor
 from loopml.registry import DataLineage, ModelMetadata
 from loopml.training import TrainingParams, train
+from loopml_dev import datasets
 
 
 def _metadata(trained) -> ModelMetadata:

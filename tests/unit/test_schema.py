@@ -56,7 +56,7 @@ def test_config_naming_unknown_columns_is_rejected():
 
 
 def test_validator_names_every_bad_field(loan_schema, loan_columns):
-    from loopml.datasets import rows
+    from loopml_dev.datasets import rows
 
     good = rows(loan_columns)[0]
     bad = dict(good)
@@ -80,7 +80,7 @@ def test_validator_names_every_bad_field(loan_schema, loan_columns):
 
 
 def test_validator_flags_unusual_but_valid_rows(loan_schema, loan_columns):
-    from loopml.datasets import rows
+    from loopml_dev.datasets import rows
 
     row = dict(rows(loan_columns)[0])
     row["age"] = 150.0
@@ -94,7 +94,7 @@ def test_validator_flags_unusual_but_valid_rows(loan_schema, loan_columns):
 
 
 def test_booleans_are_not_numbers(loan_schema, loan_columns):
-    from loopml.datasets import rows
+    from loopml_dev.datasets import rows
 
     row = dict(rows(loan_columns)[0])
     row["age"] = True

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loopml import datasets
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.schema import infer_schema
 from loopml.training import TrainingParams, expected_calibration_error, train
+from loopml_dev import datasets
 
 
 def test_binary_model_learns_the_signal(trained):

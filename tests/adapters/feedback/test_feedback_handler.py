@@ -16,11 +16,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from loopml import keys
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback import layout
 from loopml.feedback.reader import read_captured
-from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
+from loopml.times import parse_time
+from loopml_dev.local.context import StubContext
 from tests.conftest import ROOT, load_handler, make_metadata
 
 BUCKET = "loopml-test-models"
@@ -273,7 +275,7 @@ def test_erasure_removes_the_subject_from_every_object_and_returns_a_receipt(dep
         assert SUBJECT_HASH not in text and "customer-42" not in text
         assert P1 not in text and P2 not in text, key
     assert sorted(rows(d)) == [P3]
-    assert d.store.list_keys(layout.ERASED) == [layout.tombstone_key(SUBJECT_HASH)]
+    assert d.store.list_keys(keys.ERASED) == [keys.tombstone_key(SUBJECT_HASH)]
     # feedback arriving after the erasure is dropped: the index says erased
     assert d.consume(event("sqs_feedback_batch.json")) == []
     assert d.store.list_keys("captured/default/feedback/") == []
@@ -316,7 +318,7 @@ def test_predict_hashes_the_subject_and_opt_out_captures_nothing(deployed, monke
     answer, (record,) = post({"instance": instance, "subject_id": "customer-42"})
     assert record["subject_hash"] == SUBJECT_HASH and "customer-42" not in json.dumps(record)
     pid = answer["predictions"][0]["prediction_id"]
-    assert abs(layout.prediction_time(pid) - layout.parse_time(record["timestamp"])) < timedelta(seconds=1)
+    assert abs(layout.prediction_time(pid) - parse_time(record["timestamp"])) < timedelta(seconds=1)
     answer, (marker,) = post({"instance": instance, "subject_id": "customer-77", "consent": False})
     assert marker["kind"] == "optout" and "features" not in marker and answer["predictions"][0]["prediction"] in (0, 1)
     bad = inference.handler(predict | {"body": json.dumps({"instance": instance, "consent": "maybe"})}, Context())

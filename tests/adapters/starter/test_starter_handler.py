@@ -13,14 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loopml import datasets
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.data import write_csv
-from loopml.local.context import StubContext
 from loopml.registry import ModelRegistry, serialize_bundle
 from loopml.retrain.models import RetrainInput
 from loopml.training import TrainedModel
 from loopml.uploads import parse_notification
+from loopml_dev import datasets
+from loopml_dev.local.context import StubContext
 from tests.conftest import RAW_S3_EVENT, ROOT, load_handler, make_metadata
 
 EVENTS = ROOT / "events" / "starter"

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.adapters.s3 import S3ObjectStore
+from loopml.drift.models import DriftRunReport
 from loopml.feedback.reader import read_captured
-from loopml.local import LocalStack
-from loopml.local.up import MODEL
-from loopml.monitoring.models import DriftRunReport
 from loopml.topology import TOPOLOGY, physical_name
+from loopml_dev import datasets
+from loopml_dev.local import LocalStack
+from loopml_dev.local.up import MODEL
 from tests.e2e.conftest import LogSink, call, served_stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -17,9 +17,9 @@ import pytest
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback.keys import subject_hasher
 from loopml.feedback.reader import read_captured
-from loopml.local.stack import LocalStack
-from loopml.local.up import example_instance
 from loopml.topology import physical_name
+from loopml_dev.local.stack import LocalStack
+from loopml_dev.local.up import example_instance
 from tests.e2e.conftest import LogSink, call, served_stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from loopml import datasets
 from loopml.data import write_csv
-from loopml.local.persistence import encode_key
-from loopml.local.stack import free_port
-from loopml.local.up import example_instance, http_json
 from loopml.topology import physical_name
+from loopml_dev import datasets
+from loopml_dev.local.persistence import encode_key
+from loopml_dev.local.stack import free_port
+from loopml_dev.local.up import example_instance, http_json
 from tests.e2e.conftest import CliStack
 
 pytestmark = pytest.mark.e2e

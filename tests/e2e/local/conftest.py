@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from loopml.local import LocalStack
 from loopml.topology import (
     BucketSpec,
     EventSource,
@@ -19,6 +18,7 @@ from loopml.topology import (
     StateMachineSpec,
     Topology,
 )
+from loopml_dev.local import LocalStack
 from tests.e2e.conftest import LogSink
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from loopml.local.apigw import ApiGateway
-from loopml.local.runtime import InvokeResult
+from loopml_dev.local.apigw import ApiGateway
+from loopml_dev.local.runtime import InvokeResult
 from tests.e2e.local.conftest import ADMIN_TOKEN, API_KEY, TEST_TOPOLOGY
 
 pytestmark = pytest.mark.e2e

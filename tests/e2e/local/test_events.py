@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loopml.local.pollers import failed_ids
-from loopml.local.runtime import InvokeResult
+from loopml_dev.local.pollers import failed_ids
+from loopml_dev.local.runtime import InvokeResult
 
 pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).parent / "fixtures" / "events"
@@ -68,7 +68,7 @@ def test_batch_response_rules():
 
 
 def test_sqs_event_matches_the_saved_sample(stack):
-    from loopml.local.pollers import sqs_record
+    from loopml_dev.local.pollers import sqs_record
 
     sqs = stack.client("sqs")
     dlq = stack.queue_url("work-dlq")

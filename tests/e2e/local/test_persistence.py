@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from loopml.local import LocalStack, reset
 from loopml.topology import BucketSpec, QueueSpec, TableSpec, Topology
+from loopml_dev.local import LocalStack, reset
 
 pytestmark = pytest.mark.e2e
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
+from loopml import keys
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.data import sha256_hex, write_csv
 from loopml.feedback import layout
-from loopml.local import LocalStack
-from loopml.local.up import MODEL
 from loopml.registry import ModelRegistry
 from loopml.topology import TOPOLOGY, Topology
+from loopml_dev import datasets
+from loopml_dev.local import LocalStack
+from loopml_dev.local.up import MODEL
 from tests.e2e.conftest import served_stack
 
 pytestmark = pytest.mark.e2e
@@ -138,8 +139,8 @@ class Harness:
                 }
             )
         ids = [p["prediction_id"] for p in predictions]
-        self.store.put(layout.object_key(MODEL, "predictions", now, ids), layout.encode(predictions))
-        self.store.put(layout.object_key(MODEL, "feedback", now, ids), layout.encode(feedback))
+        self.store.put(keys.captured_key(MODEL, "predictions", now, ids), layout.encode(predictions))
+        self.store.put(keys.captured_key(MODEL, "feedback", now, ids), layout.encode(feedback))
         return len(rows)
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.feedback.reader import read_captured
-from loopml.local.apigw import ADMIN_TOKEN_HEADER
+from loopml_dev import datasets
+from loopml_dev.local.apigw import ADMIN_TOKEN_HEADER
 from tests.e2e.retrain.conftest import MODEL, Harness, run_name
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.data import write_csv
-from loopml.local import LocalStack
-from loopml.local.up import MODEL
 from loopml.topology import TOPOLOGY, Topology, physical_name
+from loopml_dev import datasets
+from loopml_dev.local import LocalStack
+from loopml_dev.local.up import MODEL
 from tests.e2e.conftest import LogSink, served_stack, wait_for
 
 pytestmark = pytest.mark.e2e

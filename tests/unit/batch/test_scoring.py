@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.batch.models import BatchJob
 from loopml.batch.service import BatchScorer, Champions
 from loopml.data import write_csv
 from loopml.errors import InvalidInput
 from loopml.training import TrainedModel
+from loopml_dev import datasets
 from tests.unit.uploads_store import BUCKET, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from loopml import keys
 from loopml.errors import InvalidInput, TransientError
 from loopml.feedback import layout
 from loopml.feedback.erasure import erase_subject
@@ -192,7 +193,7 @@ def test_erasure_leaves_nothing_of_the_subject_and_keeps_everyone_else():
     _, result = w.consume([("late", body(prediction(T0, subject_hash="h-me")))])
     assert result.dropped == 1
     w.store.put(
-        layout.object_key("default", "predictions", T0, ["slipped"]),
+        keys.captured_key("default", "predictions", T0, ["slipped"]),
         layout.encode([prediction(T0, subject_hash="h-me")]),
     )
     assert all(r.subject_hash != "h-me" for r in read(w))

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import NotFound
 from loopml.feedback.reader import CapturedRow
@@ -18,6 +17,7 @@ from loopml.retrain.models import CanaryPolicy, VersionMetrics
 from loopml.retrain.workflow import RetrainWorkflow
 from loopml.schema import infer_schema
 from loopml.training import TrainingParams, train_and_register
+from loopml_dev import datasets
 from tests.conftest import SENSITIVE_CONFIG, MemoryStore
 
 MODEL = "default"

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.retrain.dataset import WEIGHT, combine
 from loopml.schema import FeatureSchema
+from loopml_dev import datasets
 from tests.unit.retrain.conftest import captured_rows
 
 AT = datetime(2026, 11, 20, tzinfo=UTC)

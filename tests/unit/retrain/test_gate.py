@@ -4,11 +4,11 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.errors import InsufficientData
 from loopml.retrain.gate import gate
 from loopml.schema import FeatureSchema
 from loopml.training import TrainedModel, TrainingParams, train
+from loopml_dev import datasets
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from loopml.errors import VersionConflict
-from loopml.local.context import StubContext
 from loopml.retrain.models import ApprovalOutcome
+from loopml_dev.local.context import StubContext
 from tests.conftest import load_handler
 
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "retrain"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.errors import ConfigurationError, IntegrityError, InvalidInput
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.models import ApprovalDecision, ExecutionStatusChange, VersionMetrics
+from loopml_dev import datasets
 from tests.unit.retrain.conftest import BASE_KEY, MODEL, World, captured_rows
 
 LENIENT = {"tolerance": 0.5}

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from loopml import datasets
 from loopml.data import write_csv
 from loopml.errors import InvalidInput, ModelNotFound
 from loopml.retrain.errors import RetrainingInProgress
@@ -15,6 +14,7 @@ from loopml.retrain.models import RetrainInput
 from loopml.starter.service import UploadStarter
 from loopml.training import TrainedModel
 from loopml.uploads import Upload
+from loopml_dev import datasets
 from tests.unit.uploads_store import BUCKET, Bucket, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loopml import datasets
 from loopml.data import write_csv
 from loopml.schema import FeatureSchema
 from loopml.starter.validation import validate_upload
+from loopml_dev import datasets
 
 
 def _columns(n: int = 200, seed: int = 3) -> dict[str, list[Any]]:

@@ -1,0 +1,254 @@
+"""Model registry: immutable numbered versions, aliases and an append-only history, in an object store.
+
+Layout under ``models/<model>/``::
+
+    v<N>/.claim               written first with if-none-match: whoever creates it owns number N
+    v<N>/model.joblib         the pickled bundle
+    v<N>/model.joblib.sha256  its SHA-256 (hex), also recorded in metadata.json
+    v<N>/metadata.json        written last: a version exists once this object does
+    aliases/<alias>.json      champion, challenger: which version, since when, why
+    history/<ts>-<id>.json    one immutable object per event (registered, alias moved, rolled back...)
+
+Pickles run code when loaded, so ``load_bundle`` verifies the artifact's SHA-256 against the one
+recorded at registration before unpickling anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import joblib
+from pydantic import BaseModel, Field
+
+from loopml import keys
+from loopml.errors import IntegrityError, ModelNotFound, NotFound, VersionConflict
+from loopml.names import validate_model_name
+from loopml.schema import FeatureSchema
+
+ARTIFACT = keys.ARTIFACT
+ALIASES = ("champion", "challenger")
+HistoryAction = Literal[
+    "registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "inconclusive", "failed"
+]
+
+
+class ObjectStore(Protocol):
+    """What the registry needs from S3; adapters map service errors to domain errors."""
+
+    def get(self, key: str) -> bytes: ...  # raises NotFound
+
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None: ...  # VersionConflict
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+class DataLineage(BaseModel):
+    uri: str
+    sha256: str
+    rows: int
+
+
+class ModelMetadata(BaseModel):
+    model: str
+    version: int
+    created_at: datetime
+    created_by: str
+    library_versions: dict[str, str]
+    training_data: DataLineage
+    params: dict[str, Any]
+    metrics: dict[str, float | int | None]
+    feature_schema: FeatureSchema
+    reference_profile: dict[str, Any] = Field(default_factory=dict)
+    parent_version: int | None = None
+    artifact_sha256: str
+    artifact_key: str
+    explainer: Literal["linear", "occlusion"]
+
+
+class AliasRecord(BaseModel):
+    model: str
+    alias: str
+    version: int
+    updated_at: datetime
+    actor: str
+    reason: str
+
+
+class HistoryEvent(BaseModel):
+    model: str
+    at: datetime
+    actor: str
+    action: HistoryAction
+    version: int | None = None
+    previous_version: int | None = None
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in ("scikit-learn", "numpy", "scipy", "joblib", "loopml"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def serialize_bundle(bundle: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(bundle, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def verify_and_load(data: bytes, expected_sha256: str, where: str) -> dict[str, Any]:
+    """Unpickle only bytes whose SHA-256 matches the recorded one."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise IntegrityError(f"{where}: SHA-256 {actual} does not match the registered {expected_sha256}")
+    bundle = joblib.load(io.BytesIO(data))
+    if not isinstance(bundle, dict) or "pipeline" not in bundle:
+        raise IntegrityError(f"{where}: not a loopml model bundle")
+    return bundle
+
+
+class ModelRegistry:
+    def __init__(self, store: ObjectStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._clock = clock
+
+    def _claimed_versions(self, model: str) -> list[int]:
+        pattern = re.compile(rf"^{re.escape(keys.model_prefix(model))}v(\d+)/")
+        numbers = {
+            int(m.group(1))
+            for key in self._store.list_keys(keys.model_prefix(model) + "v")
+            if (m := pattern.match(key))
+        }
+        return sorted(numbers)
+
+    def versions(self, model: str) -> list[int]:
+        """Registered (complete) versions, oldest first."""
+        prefix = keys.model_prefix(model)
+        return sorted(
+            int(key[len(prefix) + 1 :].split("/", 1)[0])
+            for key in self._store.list_keys(prefix + "v")
+            if key.endswith("/" + keys.METADATA)
+        )
+
+    def register(self, metadata: ModelMetadata, artifact: bytes, max_attempts: int = 50) -> ModelMetadata:
+        """Allocate the next free version number atomically, upload, then publish the metadata.
+
+        ``metadata.version``, ``artifact_sha256`` and ``artifact_key`` are filled in here.
+        """
+        model = validate_model_name(metadata.model)
+        claimed = self._claimed_versions(model)
+        candidate = (claimed[-1] if claimed else 0) + 1
+        for _ in range(max_attempts):
+            claim = keys.version_prefix(model, candidate) + ".claim"
+            try:
+                self._store.put(claim, json.dumps({"at": self._clock().isoformat()}).encode(), if_none_match=True)
+                break
+            except VersionConflict:
+                candidate += 1
+        else:
+            raise VersionConflict(f"could not allocate a version for {model} after {max_attempts} attempts")
+        base = keys.version_prefix(model, candidate)
+        digest = hashlib.sha256(artifact).hexdigest()
+        self._store.put(base + ARTIFACT, artifact, if_none_match=True)
+        self._store.put(base + ARTIFACT + ".sha256", f"{digest}  {ARTIFACT}\n".encode(), if_none_match=True)
+        final = metadata.model_copy(
+            update={"version": candidate, "artifact_sha256": digest, "artifact_key": base + ARTIFACT}
+        )
+        self._store.put(base + keys.METADATA, final.model_dump_json(indent=1).encode(), if_none_match=True)
+        self.record(
+            HistoryEvent(
+                model=model,
+                at=self._clock(),
+                actor=metadata.created_by,
+                action="registered",
+                version=candidate,
+                previous_version=metadata.parent_version,
+                details={"metrics": metadata.metrics},
+            )
+        )
+        return final
+
+    def metadata(self, model: str, version: int) -> ModelMetadata:
+        try:
+            raw = self._store.get(keys.version_prefix(model, version) + keys.METADATA)
+        except NotFound:
+            raise ModelNotFound(f"model {model!r} has no version {version}") from None
+        return ModelMetadata.model_validate_json(raw)
+
+    def artifact(self, metadata: ModelMetadata) -> bytes:
+        try:
+            return self._store.get(metadata.artifact_key)
+        except NotFound:
+            raise IntegrityError(f"artifact {metadata.artifact_key} is missing") from None
+
+    def load_bundle(self, model: str, version: int) -> tuple[dict[str, Any], ModelMetadata, bytes]:
+        meta = self.metadata(model, version)
+        data = self.artifact(meta)
+        return verify_and_load(data, meta.artifact_sha256, meta.artifact_key), meta, data
+
+    def resolve(self, model: str, ref: str | int) -> int:
+        """A version number from ``3``, ``"v3"``, ``"3"``, an alias name, or ``"latest"``."""
+        text = str(ref).strip().lower()
+        if text.removeprefix("v").isdigit():
+            return int(text.removeprefix("v"))
+        if text == "latest":
+            versions = self.versions(model)
+            if not versions:
+                raise ModelNotFound(f"model {model!r} has no registered version")
+            return versions[-1]
+        return self.alias(model, text).version
+
+    def alias(self, model: str, alias: str) -> AliasRecord:
+        try:
+            raw = self._store.get(keys.alias_key(model, alias))
+        except NotFound:
+            raise ModelNotFound(f"model {model!r} has no alias {alias!r}") from None
+        return AliasRecord.model_validate_json(raw)
+
+    def set_alias(self, model: str, alias: str, version: int, actor: str, reason: str) -> AliasRecord:
+        self.metadata(model, version)  # refuse to point at a version that does not exist
+        try:
+            previous: int | None = self.alias(model, alias).version
+        except ModelNotFound:
+            previous = None
+        record = AliasRecord(
+            model=model, alias=alias, version=version, updated_at=self._clock(), actor=actor, reason=reason
+        )
+        self._store.put(keys.alias_key(model, alias), record.model_dump_json().encode())
+        self.record(
+            HistoryEvent(
+                model=model,
+                at=record.updated_at,
+                actor=actor,
+                action="alias_moved",
+                version=version,
+                previous_version=previous,
+                reason=reason,
+                details={"alias": alias},
+            )
+        )
+        return record
+
+    def record(self, event: HistoryEvent) -> None:
+        """Append one event; keys sort by time, and an event is never overwritten."""
+        stamp = event.at.strftime("%Y%m%dT%H%M%S%fZ")
+        key = f"{keys.history_prefix(event.model)}{stamp}-{uuid.uuid4().hex[:8]}.json"
+        self._store.put(key, event.model_dump_json().encode(), if_none_match=True)
+
+    def history(self, model: str) -> list[HistoryEvent]:
+        found = sorted(self._store.list_keys(keys.history_prefix(model)))
+        return [HistoryEvent.model_validate_json(self._store.get(k)) for k in found]

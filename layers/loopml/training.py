@@ -1,0 +1,298 @@
+"""Training: one scikit-learn Pipeline per feature schema, with held-out validation metrics.
+
+The same code trains the first model on a laptop and every challenger in the retraining workflow, so
+a model's behaviour never depends on where it was trained. Seeds are fixed: the same data and params
+give the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from loopml.errors import InsufficientData, InvalidInput
+from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, library_versions, serialize_bundle
+from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, encode_labels, to_matrix
+
+ModelType = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+MIN_ROWS = 50
+MIN_PER_CLASS = 5
+
+
+class TrainingParams(BaseModel, extra="forbid"):
+    model_type: ModelType = "logistic_regression"
+    regularization_c: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=10)
+    n_estimators: int = Field(100, ge=1, le=2000)
+    max_depth: int | None = Field(None, ge=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    validation_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    seed: int = 42
+
+
+class ValidationMetrics(BaseModel):
+    n: int
+    accuracy: float
+    f1_macro: float
+    roc_auc: float | None
+    log_loss: float
+    calibration_error: float
+
+
+@dataclass
+class TrainedModel:
+    """What ``train`` returns: the bundle to pickle plus everything the registry records."""
+
+    bundle: dict[str, Any]
+    schema: FeatureSchema
+    params: TrainingParams
+    metrics: ValidationMetrics
+    reference_matrix: np.ndarray
+    reference_proba: np.ndarray
+    reference_labels: list[str | int]
+
+
+def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
+    numeric = schema.indices(FeatureKind.numeric)
+    categorical = schema.indices(FeatureKind.categorical)
+    transformers: list[tuple[str, Any, list[int]]] = []
+    if numeric:
+        transformers.append(
+            (
+                "numeric",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric,
+            )
+        )
+    if categorical:
+        encoder = OneHotEncoder(
+            categories=[[*schema.features[j].categories, CATEGORY_MISSING] for j in categorical],
+            handle_unknown="ignore",
+            sparse_output=False,
+            dtype=np.float64,
+        )
+        transformers.append(("categorical", encoder, categorical))
+    prep = ColumnTransformer(transformers, sparse_threshold=0.0)
+    estimator: Any
+    if params.model_type == "logistic_regression":
+        estimator = LogisticRegression(C=params.regularization_c, max_iter=params.max_iter, random_state=params.seed)
+    elif params.model_type == "hist_gradient_boosting":
+        estimator = HistGradientBoostingClassifier(
+            learning_rate=params.learning_rate,
+            max_iter=params.n_estimators,
+            max_depth=params.max_depth,
+            random_state=params.seed,
+        )
+    else:
+        estimator = RandomForestClassifier(
+            n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed, n_jobs=1
+        )
+    return Pipeline([("prep", prep), ("model", estimator)])
+
+
+def check_trainable(labels: Sequence[str | int], classes: Sequence[str | int]) -> None:
+    """Refuse data that cannot give an honest model, naming what is missing."""
+    if len(labels) < MIN_ROWS:
+        raise InsufficientData(f"{len(labels)} labelled rows; need at least {MIN_ROWS}")
+    counts = dict.fromkeys(classes, 0)
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    thin = {str(c): n for c, n in counts.items() if n < MIN_PER_CLASS}
+    if thin:
+        raise InsufficientData(f"classes with fewer than {MIN_PER_CLASS} rows: {thin}")
+
+
+def validation_split(labels: Sequence[str | int], params: TrainingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fit, validation) of the stratified split ``train`` uses: the same rows every time."""
+    y = np.asarray(list(labels), dtype=object)
+    idx = np.arange(len(y))
+    fit, valid = train_test_split(
+        idx, test_size=params.validation_fraction, random_state=params.seed, stratify=y.astype(str)
+    )
+    return np.asarray(fit), np.asarray(valid)
+
+
+def train(
+    columns: Mapping[str, Sequence[Any]],
+    schema: FeatureSchema,
+    params: TrainingParams,
+    sample_weight: Sequence[float] | None = None,
+) -> TrainedModel:
+    """``sample_weight`` per row weighs label sources (a reviewer's label counts more than a user's)."""
+    if schema.target not in columns:
+        raise InvalidInput(f"target column {schema.target!r} not in data")
+    missing = [name for name in schema.names if name not in columns]
+    if missing:
+        raise InvalidInput(f"feature columns missing from data: {missing}")
+    labels = encode_labels(columns[schema.target])
+    unknown = sorted({str(v) for v in labels} - {str(c) for c in schema.classes})
+    if unknown:
+        raise InvalidInput(f"labels not among the schema's classes {schema.classes}: {unknown[:10]}")
+    check_trainable(labels, schema.classes)
+    matrix = to_matrix(columns, schema)
+    y = np.asarray(labels, dtype=object)
+    train_idx, valid_idx = validation_split(labels, params)
+    pipeline = build_pipeline(schema, params)
+    fit_options = {}
+    if sample_weight is not None:
+        fit_options["model__sample_weight"] = np.asarray(sample_weight, dtype=float)[train_idx]
+    pipeline.fit(matrix[train_idx], _y_array(y[train_idx], schema), **fit_options)
+    metrics = evaluate(pipeline, matrix[valid_idx], list(y[valid_idx]), schema)
+    bundle = {
+        "pipeline": pipeline,
+        "baseline_row": _baseline_row(matrix[train_idx], schema),
+        "background": pipeline.named_steps["prep"].transform(matrix[train_idx]).mean(axis=0),
+        "feature_groups": feature_groups(pipeline, schema),
+    }
+    return TrainedModel(
+        bundle=bundle,
+        schema=schema,
+        params=params,
+        metrics=metrics,
+        reference_matrix=matrix[train_idx],
+        reference_proba=pipeline.predict_proba(matrix[train_idx]),
+        reference_labels=list(y[train_idx]),
+    )
+
+
+def _y_array(y: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    """Integer classes train as integers so predict returns JSON-friendly ints."""
+    if all(isinstance(c, int) for c in schema.classes):
+        return y.astype(np.int64)
+    return y.astype(str)
+
+
+def evaluate(
+    pipeline: Pipeline, matrix: np.ndarray, labels: Sequence[str | int], schema: FeatureSchema
+) -> ValidationMetrics:
+    """Accuracy, macro F1, ROC AUC (one-vs-rest when multi-class), log loss and calibration error."""
+    y = _y_array(np.asarray(list(labels), dtype=object), schema)
+    proba = pipeline.predict_proba(matrix)
+    classes = list(pipeline.classes_)
+    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    y_list = list(y)
+    roc: float | None
+    try:
+        if len(classes) == 2:
+            roc = float(roc_auc_score(y, proba[:, 1]))
+        else:
+            roc = float(roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    except ValueError:  # a class absent from the evaluation rows
+        roc = None
+    return ValidationMetrics(
+        n=len(y_list),
+        accuracy=float(accuracy_score(y, predicted.astype(y.dtype))),
+        f1_macro=float(f1_score(y, predicted.astype(y.dtype), average="macro", labels=classes, zero_division=0)),
+        roc_auc=roc,
+        log_loss=float(log_loss(y, proba, labels=classes)),
+        calibration_error=expected_calibration_error(proba, [classes.index(v) for v in y_list]),
+    )
+
+
+def expected_calibration_error(proba: np.ndarray, true_index: Sequence[int], bins: int = 10) -> float:
+    """Top-label ECE: confidence vs accuracy in equal-width confidence bins, weighted by bin size."""
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(true_index)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(float(correct[mask].mean()) - float(confidence[mask].mean()))
+    return float(total) if math.isfinite(total) else 0.0
+
+
+def feature_groups(pipeline: Pipeline, schema: FeatureSchema) -> list[list[int]]:
+    """For each schema feature, the transformed columns it became (one-hot columns grouped back)."""
+    prep: ColumnTransformer = pipeline.named_steps["prep"]
+    groups: list[list[int]] = [[] for _ in schema.features]
+    offset = 0
+    for name, transformer, cols in prep.transformers_:
+        if name == "remainder" or transformer == "drop":
+            continue
+        if name == "numeric":
+            for j in cols:
+                groups[j].append(offset)
+                offset += 1
+        else:
+            for j, cats in zip(cols, transformer.categories_, strict=True):
+                groups[j].extend(range(offset, offset + len(cats)))
+                offset += len(cats)
+    return groups
+
+
+def _baseline_row(matrix: np.ndarray, schema: FeatureSchema) -> np.ndarray:
+    """Median / most frequent value per feature: the reference point for occlusion explanations."""
+    row = np.empty(len(schema.features), dtype=object)
+    for j, spec in enumerate(schema.features):
+        column = matrix[:, j]
+        if spec.kind is FeatureKind.numeric:
+            values = column.astype(float)
+            row[j] = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
+        else:
+            names, counts = np.unique(column.astype(str), return_counts=True)
+            row[j] = str(names[counts.argmax()])
+    return row
+
+
+def metadata_for(
+    trained: TrainedModel, model: str, data: DataLineage, actor: str, parent_version: int | None = None
+) -> ModelMetadata:
+    """Everything the registry keeps about a trained model; version and hash are filled at registration."""
+    from loopml.statistics.profile import build_profile
+
+    profile = build_profile(
+        trained.reference_matrix,
+        trained.schema,
+        proba=trained.reference_proba,
+        labels=trained.reference_labels,
+    )
+    explainer: Literal["linear", "occlusion"] = (
+        "linear" if hasattr(trained.bundle["pipeline"].named_steps["model"], "coef_") else "occlusion"
+    )
+    return ModelMetadata(
+        model=model,
+        version=0,
+        created_at=datetime.now(UTC),
+        created_by=actor,
+        library_versions=library_versions(),
+        training_data=data,
+        params=trained.params.model_dump(),
+        metrics=trained.metrics.model_dump(),
+        feature_schema=trained.schema,
+        reference_profile=profile.model_dump(mode="json"),
+        parent_version=parent_version,
+        artifact_sha256="",
+        artifact_key="",
+        explainer=explainer,
+    )
+
+
+def train_and_register(
+    registry: ModelRegistry,
+    columns: Mapping[str, Sequence[Any]],
+    schema: FeatureSchema,
+    params: TrainingParams,
+    model: str,
+    data: DataLineage,
+    actor: str,
+    parent_version: int | None = None,
+) -> ModelMetadata:
+    trained = train(columns, schema, params)
+    meta = metadata_for(trained, model, data, actor, parent_version)
+    return registry.register(meta, serialize_bundle(trained.bundle))

@@ -1,0 +1,203 @@
+"""Inference benchmark: the handler next to bare ``predict_proba``, cold start next to the import floor.
+
+Absolute times on a shared machine mean little, so each figure is printed beside a baseline measured
+in the same run, and the ratio is what we track:
+
+- warm in-handler latency (the Lambda handler called in-process with a real API Gateway event, capture
+  flushed after the response as the post-invoke extension does) vs ``pipeline.predict_proba`` on the
+  same rows, for one row and for a batch;
+- cold start: a fresh process that imports the handler, loads the model from S3 (moto server) and
+  answers one request, vs a fresh process running ``import sklearn, boto3``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loopml_dev.bench.common import moto_server
+from loopml_dev.local.context import StubContext
+
+REPO = Path(__file__).resolve().parents[5]
+EVENT = REPO / "events" / "inference" / "predict_single.json"
+BUCKET = "loopml-bench-models"
+WARM_CALLS = 2000
+BATCH_ROWS = 100
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _time(fn: Callable[[], Any], calls: int, after: Callable[[], None] | None = None) -> list[float]:
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e6)
+        if after:
+            after()
+    return samples
+
+
+def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
+    """Train and register a model in the moto server; return the function's environment."""
+    import boto3
+
+    from loopml.adapters.s3 import S3ObjectStore
+    from loopml.registry import DataLineage, ModelRegistry
+    from loopml.schema import infer_schema
+    from loopml.training import TrainingParams, train_and_register
+    from loopml_dev import datasets
+
+    creds: dict[str, Any] = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
+    s3.create_bucket(Bucket=BUCKET)
+    queue = boto3.client("sqs", endpoint_url=endpoint, **creds).create_queue(QueueName="bench-capture")["QueueUrl"]
+    columns = datasets.loan_default(5000, seed=42)
+    registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
+    train_and_register(
+        registry,
+        columns,
+        infer_schema(columns, datasets.TARGET),
+        TrainingParams(),
+        "default",
+        DataLineage(uri="bench://loan", sha256="0" * 64, rows=5000),
+        actor="bench",
+    )
+    registry.set_alias("default", "champion", 1, actor="bench", reason="bench")
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MODEL_BUCKET": BUCKET,
+        "CAPTURE_QUEUE_URL": queue,
+        "MODEL_NAME": "default",
+        "MODEL_VERSION": "champion",
+        "CACHE_DIR": str(cache),
+        "POWERTOOLS_SERVICE_NAME": "inference",
+        "POWERTOOLS_METRICS_NAMESPACE": "loopml",
+        "LOOPML_LOCAL_RUNTIME": "1",
+    }
+
+
+def _warm(env: dict[str, str]) -> dict[str, Any]:
+    import importlib.util
+
+    os.environ.update(env)
+    spec = importlib.util.spec_from_file_location("loopml_bench_inference", REPO / "functions/inference/app.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from loopml.lifecycle import run_post_invoke
+
+    single = json.loads(EVENT.read_text())
+    instance = json.loads(single["body"])["instance"]
+    batch = dict(single, body=json.dumps({"instances": [instance] * BATCH_ROWS}))
+    predictor = module.service.current().predictor
+    matrix, _ = predictor.validator.validate([instance])
+    batch_matrix, _ = predictor.validator.validate([instance] * BATCH_ROWS)
+    pipeline = predictor.pipeline
+    ctx = StubContext("inference", memory_mb=2048)
+    results: dict[str, Any] = {}
+    with contextlib.redirect_stdout(io.StringIO()) as sink:
+        for label, event, rows_matrix, calls in (
+            ("single", single, matrix, WARM_CALLS),
+            (f"batch{BATCH_ROWS}", batch, batch_matrix, WARM_CALLS // 10),
+        ):
+
+            def ours_call(e: dict[str, Any] = event) -> Any:
+                return module.handler(e, ctx)
+
+            def bare_call(m: Any = rows_matrix) -> Any:
+                return pipeline.predict_proba(m)
+
+            _time(ours_call, 100, run_post_invoke)  # warm up
+            _time(bare_call, 100)
+            ours = _time(ours_call, calls, run_post_invoke)
+            bare = _time(bare_call, calls)
+            sink.seek(0)
+            sink.truncate()
+            results[label] = {"handler_us": _percentiles(ours), "bare_us": _percentiles(bare)}
+    status = module.handler(single, ctx)["statusCode"]
+    if status != 200:
+        raise RuntimeError(f"benchmark request failed with HTTP {status}")
+    return results
+
+
+COLD_CHILD = """
+import json, sys, time, importlib.util
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+class C:
+    function_name = "bench"; function_version = "1"; memory_limit_in_mb = 2048; aws_request_id = "cold"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench:live"
+    def get_remaining_time_in_millis(self): return 29000
+out = module.handler(json.load(open(sys.argv[2])), C())
+print("ANSWERED %d" % out["statusCode"], flush=True)
+"""
+FLOOR_CHILD = "import sklearn, boto3; print('ANSWERED 200', flush=True)"
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> float:
+    """Process start to the child's answer line: interpreter teardown is not part of a cold start."""
+    t0 = time.perf_counter()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        while line and not line.startswith("ANSWERED"):  # the handler's own output (EMF metrics) comes first
+            line = child.stdout.readline()
+        elapsed = time.perf_counter() - t0
+        _, errors = child.communicate()
+    if child.returncode != 0 or line.strip() != "ANSWERED 200":
+        raise RuntimeError(f"{argv[:3]} failed ({line.strip()!r}): {errors[-2000:]}")
+    return elapsed
+
+
+def _cold(env: dict[str, str], cache: Path, runs: int = 5) -> dict[str, float]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "CAPTURE_"))}
+    child_env = {**base, **env}
+    ours, floor = [], []
+    for i in range(runs):
+        child_env["CACHE_DIR"] = str(cache / f"cold{i}")  # a new environment has an empty /tmp
+        ours.append(
+            _spawn(
+                [sys.executable, "-c", COLD_CHILD, str(REPO / "functions/inference/app.py"), str(EVENT)],
+                child_env,
+            )
+        )
+        floor.append(_spawn([sys.executable, "-c", FLOOR_CHILD], base))
+    return {"handler_s": statistics.median(ours), "floor_s": statistics.median(floor)}
+
+
+def run() -> dict[str, Any]:
+    print("\n== inference: handler vs bare predict_proba (warm), cold start vs import floor ==")
+    with tempfile.TemporaryDirectory() as tmp, moto_server() as endpoint:
+        env = _prepare(endpoint, Path(tmp) / "warm")
+        cold = _cold(env, Path(tmp))
+        warm = _warm(env)
+    print(f"{'case':<12}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}")
+    for label, r in warm.items():
+        (h50, h99), (b50, b99) = r["handler_us"], r["bare_us"]
+        print(
+            f"{label:<12}{h50:>11.0f} µs{b50:>8.0f} µs{h50 / b50:>7.2f}x{h99:>11.0f} µs{b99:>8.0f} µs{h99 / b99:>7.2f}x"
+        )
+    ratio = cold["handler_s"] / cold["floor_s"]
+    print(
+        f"cold start (process start -> first response): {cold['handler_s']:.2f} s; "
+        f"floor `import sklearn, boto3`: {cold['floor_s']:.2f} s; ratio {ratio:.2f}x"
+    )
+    return {"warm": warm, "cold": cold}

@@ -1,0 +1,515 @@
+"""The ``loopml`` command: train, generate data, run the local stack, benchmark.
+
+Every user mistake (a missing file, a bad column, an unreachable stack) ends with one line on stderr
+naming it and exit status 2; a traceback means a bug in loopml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loopml.errors import LoopmlError
+
+DEFAULT_STATE = Path(".loopml")
+LOCAL_AWS_PORT = 4566
+LOCAL_API_PORT = 3000
+LOCAL_STAGE = "local"
+DEFAULT_MODEL = "default"
+
+
+class UsageError(LoopmlError):
+    """A command-line argument is wrong."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except LoopmlError as exc:
+        print(f"loopml: error: {exc}", file=sys.stderr)
+        for detail in getattr(exc, "errors", [])[:20]:
+            print(f"  - {'.'.join(str(p) for p in detail.get('loc', []))}: {detail.get('msg')}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loopml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model on a CSV / JSON Lines / Parquet file and register it")
+    train.add_argument("--data", required=True, type=Path, help="training file (.csv, .jsonl, .parquet)")
+    train.add_argument("--target", required=True, help="name of the label column")
+    train.add_argument("--model", default=DEFAULT_MODEL, help="model name in the registry (default: %(default)s)")
+    train.add_argument("--config", type=Path, help="JSON file overriding the inferred feature spec")
+    train.add_argument(
+        "--model-type",
+        default="logistic_regression",
+        choices=["logistic_regression", "hist_gradient_boosting", "random_forest"],
+    )
+    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="register into the running local stack")
+    where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
+    train.add_argument("--champion", action="store_true", help="make the new version the champion")
+    train.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)")
+    train.set_defaults(run=_train)
+
+    gen = sub.add_parser("generate", help="write the bundled synthetic loan-default data set to a file")
+    gen.add_argument("--rows", type=int, default=5000)
+    gen.add_argument("--out", type=Path, required=True, help="output file (.csv or .jsonl)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--covariate-shift", type=float, default=0.0)
+    gen.add_argument("--concept-shift", type=float, default=0.0)
+    gen.set_defaults(run=_generate)
+
+    local = sub.add_parser("local", help="the local stack: AWS on 127.0.0.1, no account, no Docker")
+    local_sub = local.add_subparsers(metavar="ACTION")
+    up = local_sub.add_parser("up", help="train the first model if needed, deploy, serve the API until Ctrl-C")
+    up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    up.add_argument("--api-port", type=int, default=LOCAL_API_PORT)
+    up.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT)
+    up.add_argument("--api-key", default=None, help="require this x-api-key on api_key routes (default: off)")
+    up.add_argument(
+        "--admin-token",
+        default=None,
+        help="the x-loopml-admin-token that admin routes (erasure, approvals) require "
+        "(default: generated once, kept in STATE_DIR/secrets/admin-token)",
+    )
+    up.add_argument("--exit-after-start", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(run=_local_up)
+    reset = local_sub.add_parser("reset", help="delete all local state (models, captured data, history)")
+    reset.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    reset.set_defaults(run=_local_reset)
+
+    retrain = sub.add_parser(
+        "retrain", help="start the retraining workflow (canary rollout) on the running local stack"
+    )
+    retrain.add_argument("--model", default=DEFAULT_MODEL, help="model to retrain (default: %(default)s)")
+    retrain.add_argument("--reason", default="manual retraining (loopml retrain)", help="recorded in the history")
+    retrain.add_argument("--data-uri", help="base training data (s3://<models bucket>/...); default: the champion's")
+    retrain.add_argument("--approval", action="store_true", help="wait for POST /approvals/{token} before deploying")
+    retrain.add_argument("--canary-percent", type=float, help="share of traffic for the canary (default 10)")
+    retrain.add_argument("--bake-minutes", type=float, help="how long the canary serves before the check (default 5)")
+    retrain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
+    retrain.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    retrain.add_argument("--wait", action="store_true", help="follow the execution state by state until it ends")
+    retrain.add_argument("--timeout-minutes", type=float, default=30.0, help="with --wait: give up after this long")
+    retrain.set_defaults(run=_retrain)
+
+    demo = sub.add_parser("demo", help="the whole lifecycle on a fresh local stack, two rounds, with a report")
+    demo.add_argument("--state-dir", type=Path, default=None, help="default: a new temporary folder")
+    demo.set_defaults(run=_demo)
+
+    promote = sub.add_parser("promote", help="serve a registered version now: verify it, publish, move live")
+    promote.add_argument("model")
+    promote.add_argument("version", help="a version number (3 or v3)")
+    promote.add_argument("--reason", default="promoted by hand (loopml promote)")
+    promote.add_argument("--force", action="store_true", help="also end a canary in flight")
+    promote.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    promote.set_defaults(run=_promote)
+    rollback = sub.add_parser("rollback", help="serve the previous champion again (works when the champion is broken)")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason", default="rolled back by hand (loopml rollback)")
+    rollback.add_argument("--force", action="store_true", help="also end a canary in flight")
+    rollback.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
+    rollback.set_defaults(run=_rollback)
+
+    fuzz = sub.add_parser("fuzz", help="schemathesis against the running local stack: every route, every check")
+    fuzz.add_argument("--requests", type=int, default=10_000, help="how many requests to send (default %(default)s)")
+    fuzz.add_argument("--api-url", default=f"http://127.0.0.1:{LOCAL_API_PORT}")
+    fuzz.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where `make up` keeps its admin token")
+    fuzz.add_argument("--api-key", default=None, help="the x-api-key `make up` was given, if any")
+    fuzz.add_argument("--seed", type=int, default=0)
+    fuzz.add_argument("--report", type=Path, default=Path("build/fuzz.json"))
+    fuzz.set_defaults(run=_fuzz)
+
+    bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
+    bench.add_argument("what", choices=["inference", "feedback", "drift", "all"])
+    bench.add_argument("--evidently-python", default=None, help="python of a venv with evidently (drift baseline)")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def _key_values(pairs: list[str]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values are JSON when they parse (numbers, booleans), else text."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def _parse_params(pairs: list[str], model_type: str) -> Any:
+    from loopml.training import TrainingParams
+
+    values: dict[str, Any] = {"model_type": model_type, **_key_values(pairs)}
+    try:
+        return TrainingParams.model_validate(values)
+    except ValueError as exc:
+        raise UsageError(f"invalid training parameters: {exc}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from loopml import keys
+    from loopml.data import read_path
+    from loopml.names import validate_model_name
+    from loopml.registry import DataLineage, ModelRegistry, serialize_bundle
+    from loopml.schema import SchemaConfig, infer_schema
+    from loopml.training import metadata_for, train
+
+    validate_model_name(args.model)
+    params = _parse_params(args.param, args.model_type)
+    config = SchemaConfig()
+    if args.config:
+        try:
+            config = SchemaConfig.model_validate_json(Path(args.config).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--config {args.config}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"--config {args.config}: {exc}") from None
+    columns, digest = read_path(args.data)
+    schema = infer_schema(columns, args.target, config)
+    print(f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)")
+    trained = train(columns, schema, params)
+    _print_metrics(trained.metrics.model_dump())
+    if not (args.local or args.bucket):
+        print("not registered (pass --local or --bucket to register this model)")
+        return 0
+    store = _store(args.bucket, args.aws_port if args.local else None)
+    registry = ModelRegistry(store)
+    uri = store.uri(keys.dataset_key(args.model, "uploads", f"{digest[:16]}-{args.data.name}"))
+    store.put(uri.split("/", 3)[3], args.data.read_bytes())
+    lineage = DataLineage(uri=uri, sha256=digest, rows=len(columns[args.target]))
+    meta = registry.register(
+        metadata_for(trained, args.model, lineage, actor=_actor()),
+        serialize_bundle(trained.bundle),
+    )
+    print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
+    if args.champion and args.local and args.model == _served_model():
+        # What the CLI says is what is served: the same promotion as `loopml promote`.
+        _print_served(_promotion(args.aws_port).promote(args.model, meta.version, _actor(), "loopml train --champion"))
+    elif args.champion:
+        registry.set_alias(args.model, "champion", meta.version, actor=_actor(), reason="loopml train --champion")
+        print(f"{args.model} champion -> v{meta.version} (registry alias; no local inference function serves it)")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    print(f"validation: {shown}")
+
+
+def _store(bucket: str | None, local_port: int | None) -> Any:
+    """The registry's bucket, in AWS or in the running local stack."""
+    import boto3
+
+    from loopml.adapters.s3 import S3ObjectStore
+    from loopml.topology import physical_name
+
+    if local_port is not None:
+        return S3ObjectStore(_local_client("s3", local_port), physical_name(LOCAL_STAGE, "models"))
+    return S3ObjectStore(boto3.client("s3"), str(bucket))
+
+
+def _local_client(service: str, port: int) -> Any:
+    """A boto3 client for the running local stack (refuses clearly when nothing listens there)."""
+    import boto3
+
+    endpoint = f"http://127.0.0.1:{port}"
+    _require_listening(endpoint)
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+    )
+
+
+def _require_listening(endpoint: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+    except urllib.error.HTTPError:
+        return
+    except OSError:
+        raise UsageError(f"no local stack answers at {endpoint}: start it with `make up`") from None
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from loopml.data import write_csv
+    from loopml_dev import datasets
+
+    if args.rows < 1:
+        raise UsageError("--rows must be at least 1")
+    columns = datasets.loan_default(args.rows, args.seed, args.covariate_shift, args.concept_shift)
+    suffix = args.out.suffix.lower()
+    if suffix == ".csv":
+        data = write_csv(columns)
+    elif suffix in (".jsonl", ".ndjson"):
+        data = "".join(json.dumps(r) + "\n" for r in datasets.rows(columns, include_target=True)).encode()
+    else:
+        raise UsageError(f"--out {args.out}: use a .csv or .jsonl file name")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"wrote {args.rows} rows to {args.out}")
+    return 0
+
+
+def _local_reset(args: argparse.Namespace) -> int:
+    from loopml_dev.local.stack import reset
+
+    reset(args.state_dir)
+    print(f"local state in {args.state_dir} cleared")
+    return 0
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from loopml_dev.local.up import run
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return run(
+        state_dir=args.state_dir,
+        api_port=args.api_port,
+        aws_port=args.aws_port,
+        api_key=args.api_key,
+        admin_token=args.admin_token,
+        stop=stop,
+        exit_after_start=args.exit_after_start,
+    )
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from loopml.retrain.models import RetrainInput
+    from loopml.retrain.trigger import start_retraining
+    from loopml.topology import physical_name
+    from loopml_dev.local.deploy import ACCOUNT_ID
+
+    values: dict[str, Any] = {"model": args.model, "reason": args.reason, "approval": args.approval}
+    optional = {"data_uri": args.data_uri, "canary_percent": args.canary_percent, "bake_minutes": args.bake_minutes}
+    values.update({k: v for k, v in optional.items() if v is not None})
+    params = _key_values(args.param)
+    if params:
+        values["params"] = params
+    request = RetrainInput.parse(values)
+    if args.timeout_minutes <= 0:
+        raise UsageError("--timeout-minutes must be positive")
+    _require_served_locally(request.model, args.aws_port)
+    sfn = _local_client("stepfunctions", args.aws_port)
+    machine = f"arn:aws:states:us-east-1:{ACCOUNT_ID}:stateMachine:{physical_name(LOCAL_STAGE, 'retrain')}"
+    arn = start_retraining(sfn, machine, request, datetime.now(UTC))
+    print(f"started {arn}", flush=True)
+    if not args.wait:
+        return 0
+    return _follow(sfn, arn, args.timeout_minutes * 60)
+
+
+def _require_served_locally(model: str, aws_port: int) -> None:
+    """Refuse, before starting anything, a model the local deployment does not serve."""
+    from botocore.exceptions import ClientError
+
+    from loopml.topology import physical_name
+
+    function = physical_name(LOCAL_STAGE, "inference")
+    try:
+        config = _local_client("lambda", aws_port).get_function_configuration(FunctionName=function)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        raise UsageError(f"the stack on port {aws_port} has no {function} ({code}): is it `make up`'s?") from None
+    served = (config.get("Environment") or {}).get("Variables", {}).get("MODEL_NAME")
+    if served and served != model:
+        raise UsageError(
+            f"model {model!r} is not served by this deployment ({function} serves {served!r}); nothing started"
+        )
+    from loopml.registry import ModelRegistry
+
+    if not ModelRegistry(_store(None, aws_port)).versions(model):
+        raise UsageError(f"model {model!r} has no registered version; nothing started")
+
+
+def _follow(sfn: Any, arn: str, timeout_s: float) -> int:
+    """Print each state as it is entered; on failure, the failing step's own error, not the generic one."""
+    seen: set[str] = set()
+    failure: tuple[str, str] | None = None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+            key = str(event["id"])
+            if key in seen:
+                continue
+            seen.add(key)
+            entered = event.get("stateEnteredEventDetails")
+            if entered:
+                print(f"  {entered['name']}", flush=True)
+            failed = event.get("lambdaFunctionFailedEventDetails") or event.get("taskFailedEventDetails")
+            if failed:
+                failure = (str(failed.get("error")), _error_message(failed.get("cause")))
+        described = sfn.describe_execution(executionArn=arn)
+        status = described["status"]
+        if status != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            print(f"loopml: still running after {timeout_s / 60:g} minutes: {arn}", file=sys.stderr)
+            return 1
+        time.sleep(1)
+    if status == "SUCCEEDED":
+        print(f"succeeded: {described.get('output')}")
+        return 0
+    print(f"{status.lower()}: {described.get('error')}: {described.get('cause')}", file=sys.stderr)
+    if failure is not None:
+        print(f"  the failing step said: {failure[0]}: {failure[1]}", file=sys.stderr)
+    return 1
+
+
+def _error_message(cause: Any) -> str:
+    """Lambda's error cause is JSON ({"errorMessage": ...}); anything else is shown as it is."""
+    try:
+        parsed = json.loads(cause) if isinstance(cause, str) else cause
+    except ValueError:
+        return str(cause)
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"])
+    return str(cause)
+
+
+def _promotion(aws_port: int) -> Any:
+    from loopml.promotion import Promotion
+    from loopml.registry import ModelRegistry
+    from loopml.retrain.adapters import InferenceAlias
+    from loopml.topology import TOPOLOGY, physical_name
+
+    registry = ModelRegistry(_store(None, aws_port))
+    alias = InferenceAlias(
+        _local_client("lambda", aws_port), physical_name(LOCAL_STAGE, "inference"), TOPOLOGY.function("inference").alias
+    )
+    return Promotion(registry, alias)
+
+
+def _served_model() -> str:
+    from loopml.topology import TOPOLOGY
+
+    return str(TOPOLOGY.function("inference").environment.get("MODEL_NAME", DEFAULT_MODEL))
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _print_served(served: Any) -> None:
+    before = f" (was v{served.previous_version})" if served.previous_version else ""
+    verb = "rolled back to" if served.action == "rolled_back" else "now serves"
+    print(f"{served.model} {verb} v{served.version}{before}: alias live -> Lambda version {served.lambda_version}")
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from loopml.names import validate_model_name
+
+    model = validate_model_name(args.model)
+    text = args.version.strip().lower().removeprefix("v")
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"version {args.version!r}: expected a version number such as 3 or v3")
+    _print_served(_promotion(args.aws_port).promote(model, int(text), _actor(), args.reason, force=args.force))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from loopml.names import validate_model_name
+
+    model = validate_model_name(args.model)
+    _print_served(_promotion(args.aws_port).rollback(model, _actor(), args.reason, force=args.force))
+    return 0
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from loopml_dev.local.apigw import ADMIN_TOKEN_HEADER
+    from loopml_dev.local.fuzz import run
+    from loopml_dev.local.stack import ADMIN_TOKEN_FILE
+
+    if args.requests < 1:
+        raise UsageError("--requests must be at least 1")
+    try:
+        urllib.request.urlopen(f"{args.api_url}/health", timeout=5).close()
+    except urllib.error.HTTPError:
+        pass  # any HTTP answer means the stack is up (503: no model served, still worth fuzzing)
+    except OSError as exc:
+        raise UsageError(f"no local stack answers at {args.api_url} ({exc}); start it with `make up`") from None
+    token_file = args.state_dir / ADMIN_TOKEN_FILE
+    if not token_file.exists():
+        raise UsageError(f"{token_file} not found: run `make fuzz` from the repo root while `make up` runs")
+    headers = {ADMIN_TOKEN_HEADER: token_file.read_text().strip()}
+    if args.api_key:
+        headers["x-api-key"] = args.api_key
+    print(f"fuzzing {args.api_url} with {args.requests} generated requests (schemathesis, every check)", flush=True)
+    report = run(args.api_url, args.requests, headers, seed=args.seed)
+    summary = report.as_dict()
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(summary, indent=1))
+    for operation, count in summary["by_operation"].items():
+        print(f"  {count:6d}  {operation}")
+    print(
+        f"{report.requests} requests in {report.seconds:.0f} s: {dict(summary['by_status'])}; "
+        f"5xx: {report.server_errors}; document violations: {sum(report.failures.values())} "
+        f"{dict(report.failures) or ''}; report in {args.report}"
+    )
+    for example in summary["examples"][:5]:
+        print(f"  - {example}")
+    return 0 if report.ok else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from loopml_dev.demo import run
+
+    return run(args.state_dir)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.what in ("inference", "all"):
+        from loopml_dev.bench import inference
+
+        inference.run()
+    if args.what in ("feedback", "all"):
+        from loopml_dev.bench import feedback
+
+        feedback.run()
+    if args.what in ("drift", "all"):
+        from loopml_dev.bench import drift
+
+        python = args.evidently_python
+        if python and not Path(python).exists():
+            raise UsageError(f"--evidently-python {python}: no such file")
+        drift.run(python)
+    print(f"\nbenchmarks done in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""One warm Lambda execution environment: a process that imports a handler once and serves invocations.
+
+Run as a script (never imported as ``loopml_dev.local.worker`` in the child) so that nothing from the
+repository is imported before ``sys.path`` is set the way Lambda sets it: the function's code, then its
+layers, then the dependency layer (the venv's site-packages). Frames on two dedicated pipes carry
+requests and responses (4-byte big-endian length + JSON); stdout and stderr stay free for the handler
+and are forwarded by the parent with a ``[function:version]`` prefix.
+
+Protocol (child side): after init, one ``{"type": "ready", "init_ms": ...}`` frame (or ``init_error``).
+Per request: ``{"type": "result", "payload": str}`` or ``{"type": "error", "error": {...}}``, then,
+after the post-invoke hooks ran, ``{"type": "idle"}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+
+
+def read_frame(fd: int) -> dict[str, Any] | None:
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    body = _read_exact(fd, length)
+    if body is None:
+        return None
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_frame(fd: int, message: dict[str, Any]) -> None:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    data = _HEADER.pack(len(body)) + body
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class LambdaContext:
+    """The attributes and method handlers use from Lambda's context object."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.aws_request_id: str = request["request_id"]
+        self.function_name: str = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+        self.function_version: str = os.environ["AWS_LAMBDA_FUNCTION_VERSION"]
+        self.invoked_function_arn: str = request["invoked_function_arn"]
+        self.memory_limit_in_mb: int = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
+        self.log_group_name: str = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name: str = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = request.get("client_context")
+        self._deadline_ms: int = request["deadline_ms"]
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        # Lambda's trace starts in the handler's module, not in the runtime calling it.
+        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:]),
+    }
+
+
+def _exit_with_parent() -> None:
+    """A worker never outlives the stack, even a SIGKILLed one (pipes alone cannot tell mid-invoke)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def main() -> None:
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    request_fd, response_fd = int(sys.argv[1]), int(sys.argv[2])
+    code_dir, handler_spec = sys.argv[3], sys.argv[4]
+    layer_dirs = json.loads(sys.argv[5])
+    excluded = set(json.loads(sys.argv[6]))
+    sys.path[:] = [code_dir, *layer_dirs] + [p for p in sys.path if os.path.realpath(p) not in excluded]
+    os.chdir(code_dir)
+
+    started = time.perf_counter()
+    module_name, _, function_name = handler_spec.rpartition(".")
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+        handler = getattr(module, function_name)
+    except Exception as exc:  # an Init error fails the invocation; the next one starts a new environment
+        traceback.print_exc()
+        failure = _error(exc)
+        if isinstance(exc, ImportError):
+            failure["errorType"] = "Runtime.ImportModuleError"
+            failure["errorMessage"] = f"Unable to import module '{module_name}': {exc}"
+        elif isinstance(exc, SyntaxError):
+            failure["errorType"] = "Runtime.UserCodeSyntaxError"
+            failure["errorMessage"] = f"Syntax error in module '{module_name}': {exc}"
+        elif isinstance(exc, AttributeError) and "module" in locals():
+            failure["errorType"] = "Runtime.HandlerNotFound"
+            failure["errorMessage"] = f"Handler '{function_name}' missing on module '{module_name}'"
+        write_frame(response_fd, {"type": "init_error", "error": failure})
+        return
+    try:
+        from loopml.lifecycle import run_post_invoke  # from the layer the function references
+    except ImportError:
+
+        def run_post_invoke() -> None:
+            return None
+
+    init_ms = (time.perf_counter() - started) * 1000
+    write_frame(response_fd, {"type": "ready", "init_ms": init_ms})
+
+    while True:
+        request = read_frame(request_fd)
+        if request is None:
+            return
+        context = LambdaContext(request)
+        try:
+            event = json.loads(request["payload"]) if request["payload"] else {}
+            result = handler(event, context)
+            payload = json.dumps(result)
+        except Exception as exc:
+            sys.stdout.flush()
+            traceback.print_exc()
+            write_frame(response_fd, {"type": "error", "error": _error(exc)})
+        else:
+            sys.stdout.flush()
+            write_frame(response_fd, {"type": "result", "payload": payload})
+        run_post_invoke()  # after the response: like an internal extension, outside the caller's latency
+        sys.stdout.flush()
+        sys.stderr.flush()
+        write_frame(response_fd, {"type": "idle"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Builders and in-memory fakes for the drift service: a model version, captured rows, the ports."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from loopml.drift.models import DriftRunReport, DriftSettings
+from loopml.drift.reports import ReportStore
+from loopml.drift.service import DriftMonitor
+from loopml.drift.trigger import RetrainTrigger
+from loopml.errors import ModelNotFound, NotFound, TransientError, VersionConflict
+from loopml.feedback import layout
+from loopml.feedback.reader import CapturedRow
+from loopml.registry import DataLineage, ModelMetadata
+from loopml.schema import to_matrix
+from loopml.training import TrainedModel, metadata_for
+from loopml_dev import datasets
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SETTINGS = DriftSettings(model_bucket="bucket", retrain_state_machine_arn="arn:aws:states:::stateMachine:retrain")
+
+
+def version_metadata(trained: TrainedModel, version: int = 1) -> ModelMetadata:
+    meta = metadata_for(trained, "default", DataLineage(uri="memory://loan", sha256="0" * 64, rows=3000), "test")
+    return meta.model_copy(update={"version": version})
+
+
+def captured_rows(
+    trained: TrainedModel,
+    n: int,
+    *,
+    seed: int = 1,
+    covariate_shift: float = 0.0,
+    concept_shift: float = 0.0,
+    labelled: float = 0.0,
+    flip_labels: bool = False,
+    start: datetime = T0 - timedelta(hours=2),
+    version: int = 1,
+) -> list[CapturedRow]:
+    """Rows as the reader returns them, predicted by the trained pipeline, a share of them labelled."""
+    columns = datasets.loan_default(n, seed=seed, covariate_shift=covariate_shift, concept_shift=concept_shift)
+    matrix = to_matrix(columns, trained.schema)
+    proba = trained.bundle["pipeline"].predict_proba(matrix)
+    classes = trained.schema.classes
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, row in enumerate(datasets.rows(columns)):
+        moment = start + timedelta(seconds=i)
+        k = int(proba[i].argmax())
+        truth = columns[datasets.TARGET][i]
+        label = (1 - truth if flip_labels else truth) if rng.random() < labelled else None
+        out.append(
+            CapturedRow(
+                prediction_id=layout.prediction_id(moment, f"{i:024x}"),
+                timestamp=moment,
+                model="default",
+                model_version=version,
+                lambda_version="1",
+                features=row,
+                prediction=classes[k],
+                probabilities={str(c): float(p) for c, p in zip(classes, proba[i], strict=True)},
+                confidence=float(proba[i].max()),
+                label=label,
+                label_source="user" if label is not None else None,
+            )
+        )
+    return out
+
+
+class FakeStore:
+    """Object store with S3's conditional-write semantics, content types and delete."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.content_types: dict[str, str] = {}
+        self.hidden_prefix: str | None = None  # listing misses these keys (a racing writer's claim)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key]
+        except KeyError:
+            raise NotFound(key) from None
+
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None:
+        with self._lock:
+            if if_none_match and key in self.objects:
+                raise VersionConflict(key)
+            self.objects[key] = body
+            if content_type:
+                self.content_types[key] = content_type
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        hidden = self.hidden_prefix
+        return sorted(k for k in self.objects if k.startswith(prefix) and not (hidden and k.startswith(hidden)))
+
+
+@dataclass
+class FakeStarter:
+    running_names: list[str] = field(default_factory=list)
+    fail_with: Exception | None = None
+    started: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if any(n == name for n, _ in self.started):
+            raise VersionConflict(name)
+        self.started.append((name, payload))
+        return f"arn:aws:states:us-east-1:123456789012:execution:retrain:{name}"
+
+    def running(self, model: str) -> list[str]:
+        return list(self.running_names)
+
+
+class FakeRegistry:
+    def __init__(self, *metas: ModelMetadata, champion: int = 1) -> None:
+        self.metas = {m.version: m for m in metas}
+        self.champion = champion
+
+    def resolve(self, model: str, ref: str | int) -> int:
+        if model != "default" or not self.metas:
+            raise ModelNotFound(f"model {model!r} has no alias {ref!r}")
+        return self.champion
+
+    def metadata(self, model: str, version: int) -> ModelMetadata:
+        if model != "default" or version not in self.metas:
+            raise ModelNotFound(f"model {model!r} has no version {version}")
+        return self.metas[version]
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class LogSink:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.records.append(("info", str(msg), kwargs.get("extra", {})))
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.records.append(("warning", str(msg), kwargs.get("extra", {})))
+
+
+@dataclass
+class Harness:
+    monitor: DriftMonitor
+    store: FakeStore
+    starter: FakeStarter
+    clock: Clock
+    published: list[DriftRunReport]
+    rows: dict[int, list[CapturedRow]]
+    log: LogSink
+    reads: list[tuple[str, datetime, datetime, int]] = field(default_factory=list)
+
+
+def harness(
+    trained: TrainedModel, rows: list[CapturedRow] | None = None, *, starter: FakeStarter | None = None, **settings: Any
+) -> Harness:
+    store = FakeStore()
+    starter = starter if starter is not None else FakeStarter()
+    clock = Clock()
+    published: list[DriftRunReport] = []
+    by_version = {1: rows or []}
+    log = LogSink()
+    reads: list[tuple[str, datetime, datetime, int]] = []
+
+    def read_rows(model: str, start: datetime, end: datetime, version: int) -> list[CapturedRow]:
+        reads.append((model, start, end, version))
+        if store.objects.get("__fail_reads__"):
+            raise TransientError("SlowDown")
+        return [r for r in by_version.get(version, []) if start <= r.timestamp < end]
+
+    monitor = DriftMonitor(
+        SETTINGS.model_copy(update=settings),
+        FakeRegistry(version_metadata(trained)),
+        read_rows,
+        ReportStore(store),
+        RetrainTrigger(store, starter if settings.get("retrain_state_machine_arn", "x") else None, clock),
+        published.append,
+        log,
+        clock,
+    )
+    return Harness(monitor, store, starter, clock, published, by_version, log, reads)
