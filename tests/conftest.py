@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from loopml.feedback.memory import MemoryDatasetStore
 from loopml.schema import FeatureSchema, SchemaConfig, infer_schema
 from loopml.training import TrainedModel, TrainingParams, train
 from loopml_dev import datasets
@@ -85,19 +84,6 @@ def make_metadata(trained: TrainedModel, model: str = "default", version: int = 
         artifact_key="",
         explainer="linear",
     )
-
-
-class MemoryStore(MemoryDatasetStore):
-    """An ObjectStore in memory (S3's conditional-write semantics), with an outage switch."""
-
-    fail_gets = False
-
-    def get(self, key: str) -> bytes:
-        from loopml.errors import TransientError
-
-        if self.fail_gets:
-            raise TransientError(f"{key}: SlowDown")
-        return super().get(key)
 
 
 RAW_S3_EVENT = {

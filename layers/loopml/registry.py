@@ -22,7 +22,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import joblib
 from pydantic import BaseModel, Field
@@ -31,22 +31,13 @@ from loopml import keys
 from loopml.errors import IntegrityError, ModelNotFound, NotFound, VersionConflict
 from loopml.names import validate_model_name
 from loopml.schema import FeatureSchema
+from loopml.store import ObjectStore
 
 ARTIFACT = keys.ARTIFACT
 ALIASES = ("champion", "challenger")
 HistoryAction = Literal[
     "registered", "alias_moved", "canary_started", "promoted", "rolled_back", "rejected", "inconclusive", "failed"
 ]
-
-
-class ObjectStore(Protocol):
-    """What the registry needs from S3; adapters map service errors to domain errors."""
-
-    def get(self, key: str) -> bytes: ...  # raises NotFound
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None: ...  # VersionConflict
-
-    def list_keys(self, prefix: str) -> list[str]: ...
 
 
 class DataLineage(BaseModel):

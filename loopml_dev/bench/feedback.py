@@ -111,9 +111,9 @@ def _load_handler() -> ModuleType:
 def _in_memory(module: ModuleType) -> Any:
     """The module's collaborators with S3 and DynamoDB replaced by in-memory stores."""
     from loopml.feedback.consumer import CaptureConsumer
-    from loopml.feedback.memory import MemoryDatasetStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
+    from loopml_dev.memory import MemoryObjectStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
 
-    store = MemoryDatasetStore()
+    store = MemoryObjectStore()
     parts: Any = getattr(module, "parts")  # noqa: B009 - a module attribute mypy cannot see
     old = parts.consumer
     consumer = CaptureConsumer(

@@ -7,12 +7,13 @@ import pytest
 
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound
 from loopml.registry import ModelRegistry, serialize_bundle
-from tests.conftest import MemoryStore, make_metadata
+from loopml_dev.memory import MemoryObjectStore
+from tests.conftest import make_metadata
 
 
 @pytest.fixture
 def registry() -> ModelRegistry:
-    return ModelRegistry(MemoryStore())
+    return ModelRegistry(MemoryObjectStore())
 
 
 def test_register_numbers_versions_and_records_hash(registry, trained):

@@ -5,7 +5,8 @@ import pytest
 from loopml.errors import ModelUnavailable
 from loopml.inference.service import ModelService
 from loopml.registry import ModelRegistry, serialize_bundle
-from tests.conftest import MemoryStore, make_metadata
+from loopml_dev.memory import MemoryObjectStore
+from tests.conftest import make_metadata
 
 
 class Clock:
@@ -17,8 +18,8 @@ class Clock:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+def store() -> MemoryObjectStore:
+    return MemoryObjectStore()
 
 
 def _service(store, tmp_path, ref="champion", clock=None) -> ModelService:
@@ -82,7 +83,7 @@ def test_a_cached_copy_from_another_registry_is_not_served(store, trained, tmp_p
 
     _register(store, trained, champion=1)
     _service(store, tmp_path).current()  # caches this registry's v1
-    other_store = MemoryStore()
+    other_store = MemoryObjectStore()
     other = train(loan_columns, loan_schema, TrainingParams(regularization_c=0.01))
     other_meta = _register(other_store, other, champion=1)
     serving = _service(other_store, tmp_path).current()

@@ -15,7 +15,7 @@ import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO, cast
 
 from loopml.batch.models import BatchJob, BatchReport, BatchSummary, RowError, rejected_key
 from loopml.batch.scoring import OutputWriter, chunks, read_rows, score_chunk, tally
@@ -23,25 +23,8 @@ from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.inference.predictor import Predictor
 from loopml.inference.service import ModelService
 from loopml.registry import ModelRegistry
+from loopml.store import ObjectStore
 from loopml.uploads import Upload
-
-
-class PartSink(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...  # publishes the object
-
-    def abort(self) -> None: ...
-
-
-class BatchStore(Protocol):
-    bucket: str
-
-    def open(self, key: str) -> IO[bytes]: ...  # NotFound
-
-    def sink(self, key: str, content_type: str) -> PartSink: ...
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None: ...
 
 
 class Champions:
@@ -67,7 +50,7 @@ class Champions:
 class BatchScorer:
     def __init__(
         self,
-        store: BatchStore,
+        store: ObjectStore,
         champions: Champions,
         chunk_rows: int,
         max_listed_errors: int,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from loopml.adapters.aws import client
-from loopml.batch.adapters import S3BatchStore
+from loopml.adapters.s3 import S3ObjectStore
 from loopml.batch.models import BatchSettings
 from loopml.batch.service import BatchScorer, Champions
 from loopml.registry import ModelRegistry
 
 
 def build(settings: BatchSettings) -> BatchScorer:
-    store = S3BatchStore(client("s3"), settings.model_bucket)
+    store = S3ObjectStore(client("s3"), settings.model_bucket)
     champions = Champions(ModelRegistry(store), Path(settings.cache_dir))
     return BatchScorer(store, champions, settings.chunk_rows, settings.max_listed_errors)

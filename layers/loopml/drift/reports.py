@@ -17,21 +17,14 @@ once (conditional writes); only ``latest.json`` is overwritten, and never by an 
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from loopml import keys
 from loopml.drift.models import DriftRunReport, HistoryPoint, RunSummary
 from loopml.errors import InvalidInput, NotFound
-
-
-class ReportObjects(Protocol):
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None: ...
-
-    def list_keys(self, prefix: str) -> list[str]: ...
+from loopml.store import ObjectStore
 
 
 def compact(report: DriftRunReport) -> HistoryPoint:
@@ -40,7 +33,7 @@ def compact(report: DriftRunReport) -> HistoryPoint:
 
 
 class ReportStore:
-    def __init__(self, store: ReportObjects) -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self._store = store
 
     def save(self, report: DriftRunReport, html: str) -> None:

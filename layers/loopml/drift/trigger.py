@@ -27,6 +27,7 @@ from loopml import keys
 from loopml.drift.models import TriggerAction, TriggerCode, TriggerDecision, TriggerPolicy
 from loopml.errors import LoopmlError, NotFound, VersionConflict
 from loopml.names import validate_model_name
+from loopml.store import ObjectStore
 
 MAX_REASON = 500  # the retraining input's limit
 MAX_EXECUTION_NAME = 80
@@ -41,16 +42,6 @@ class RetrainStarter(Protocol):
     def running(self, model: str) -> list[str]:
         """Names of running executions retraining ``model``."""
         ...
-
-
-class LedgerStore(Protocol):
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None: ...
-
-    def list_keys(self, prefix: str) -> list[str]: ...
-
-    def delete(self, key: str) -> None: ...
 
 
 class StartRecord(BaseModel):
@@ -85,7 +76,7 @@ def reason_text(reasons: list[str]) -> str:
 class RetrainTrigger:
     def __init__(
         self,
-        store: LedgerStore,
+        store: ObjectStore,
         starter: RetrainStarter | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

@@ -31,8 +31,9 @@ from loopml import keys
 from loopml.capture import CaptureRecord
 from loopml.feedback import layout
 from loopml.feedback.models import FeedbackRecord, IndexEntry, OptOutRecord, ReviewItem
-from loopml.feedback.ports import DatasetStore, PredictionIndex, ReviewList, Subjects
+from loopml.feedback.ports import PredictionIndex, ReviewList, Subjects
 from loopml.feedback.privacy import masked, masked_record
+from loopml.store import ObjectStore
 from loopml.times import parse_time
 
 
@@ -69,7 +70,7 @@ def sampled(prediction_id: str, rate: float) -> bool:
 class CaptureConsumer:
     def __init__(
         self,
-        store: DatasetStore,
+        store: ObjectStore,
         index: PredictionIndex,
         subjects: Subjects,
         review: ReviewList,

@@ -25,12 +25,13 @@ from loopml import keys
 from loopml.errors import NotFound
 from loopml.feedback import layout
 from loopml.feedback.models import ErasureReceipt
-from loopml.feedback.ports import DatasetStore, PredictionIndex, ReviewList, Subjects
+from loopml.feedback.ports import PredictionIndex, ReviewList, Subjects
+from loopml.store import ObjectStore
 
 
 def erase_subject(
     subject_hash: str,
-    store: DatasetStore,
+    store: ObjectStore,
     index: PredictionIndex,
     subjects: Subjects,
     review: ReviewList,
@@ -87,7 +88,7 @@ def erase_subject(
 
 
 def _filter(
-    store: DatasetStore, key: str, drop: Callable[[dict[str, Any]], bool]
+    store: ObjectStore, key: str, drop: Callable[[dict[str, Any]], bool]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     try:
         records = layout.decode(store.get(key))
@@ -98,7 +99,7 @@ def _filter(
     return kept, gone
 
 
-def _write_back(store: DatasetStore, key: str, kept: list[dict[str, Any]], changed: bool) -> str:
+def _write_back(store: ObjectStore, key: str, kept: list[dict[str, Any]], changed: bool) -> str:
     if not changed:
         return "unchanged"
     if kept:

@@ -8,18 +8,6 @@ from typing import Protocol
 from loopml.feedback.models import IndexEntry, ReviewItem, SubjectStatus
 
 
-class DatasetStore(Protocol):
-    """The registry's ObjectStore plus delete (erasure removes emptied objects)."""
-
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None: ...
-
-    def list_keys(self, prefix: str) -> list[str]: ...
-
-    def delete(self, key: str) -> None: ...
-
-
 class PredictionIndex(Protocol):
     def get_many(self, prediction_ids: Iterable[str]) -> dict[str, IndexEntry]: ...
 

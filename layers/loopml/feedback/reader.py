@@ -17,24 +17,19 @@ import gzip
 import json
 import logging
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from loopml import keys
 from loopml.errors import InvalidInput
 from loopml.feedback import layout
+from loopml.store import ObjectStore
 from loopml.times import parse_time, utc
 
 LabelSource = Literal["reviewer", "user", "system"]
 _log = logging.getLogger(__name__)
 SOURCE_RANK: dict[str, int] = {"user": 0, "system": 1, "reviewer": 2}
-
-
-class ReadableStore(Protocol):
-    def get(self, key: str) -> bytes: ...
-
-    def list_keys(self, prefix: str) -> list[str]: ...
 
 
 class CapturedRow(BaseModel):
@@ -58,7 +53,7 @@ class CapturedRow(BaseModel):
 
 
 def read_captured(
-    store: ReadableStore,
+    store: ObjectStore,
     model: str,
     start: datetime,
     end: datetime,
@@ -125,7 +120,7 @@ def read_captured(
     return [r for r in ordered if r.label is not None] if labelled_only else ordered
 
 
-def _records(store: ReadableStore, key: str) -> list[Any]:
+def _records(store: ObjectStore, key: str) -> list[Any]:
     """An object's records; a line that is not JSON is skipped, an object that is not gzip too: never raised."""
     try:
         lines = gzip.decompress(store.get(key)).splitlines()
@@ -160,7 +155,7 @@ def _row(record: Any) -> CapturedRow:
     )
 
 
-def _keys(store: ReadableStore, model: str, kind: keys.CapturedKind, floor: datetime, end: datetime) -> list[str]:
+def _keys(store: ObjectStore, model: str, kind: keys.CapturedKind, floor: datetime, end: datetime) -> list[str]:
     found = []
     for day in layout.days(floor, end):
         for key in store.list_keys(keys.captured_day_prefix(model, kind, day)):

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from loopml import keys
 from loopml.errors import InvalidInput, NotFound, VersionConflict
-from loopml.registry import ObjectStore
 from loopml.retrain.models import ApprovalDecision, ApprovalOutcome
+from loopml.store import ObjectStore
 
 APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -15,7 +15,7 @@ import loopml.errors as domain_errors
 import loopml.retrain.errors as retrain_errors
 from loopml import keys
 from loopml.errors import ConfigurationError, LoopmlError, VersionConflict
-from loopml.registry import ObjectStore
+from loopml.store import ObjectStore
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from pydantic import BaseModel
 
 from loopml import keys
 from loopml.errors import NotFound, VersionConflict
-from loopml.registry import ObjectStore
 from loopml.retrain.errors import RetrainingInProgress
+from loopml.store import ObjectStore
 
 MARGIN = timedelta(hours=2)
-
-
-class DeletableStore(ObjectStore, Protocol):
-    def delete(self, key: str) -> None: ...
 
 
 class LockRecord(BaseModel):
@@ -38,7 +33,7 @@ def lock_key(model: str) -> str:
 
 
 class RetrainLock:
-    def __init__(self, store: DeletableStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(self, store: ObjectStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._store = store
         self._clock = clock
 

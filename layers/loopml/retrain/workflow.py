@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -45,7 +45,7 @@ from loopml.retrain.dataset import WEIGHT, LabelPolicy, clean_columns, clean_row
 from loopml.retrain.errors import ModelNotServed
 from loopml.retrain.faults import FaultInjector
 from loopml.retrain.gate import gate
-from loopml.retrain.lock import DeletableStore, RetrainLock
+from loopml.retrain.lock import RetrainLock
 from loopml.retrain.models import (
     ApprovalOutcome,
     Canary,
@@ -64,18 +64,11 @@ from loopml.retrain.models import (
     VersionMetrics,
 )
 from loopml.schema import encode_labels, to_matrix
+from loopml.store import ObjectStore
 from loopml.training import TrainingParams, metadata_for, train, validation_split
 
 FeedbackReader = Callable[[str, datetime, datetime], Sequence[CapturedRow]]
 LOCK_MARGIN = timedelta(hours=1)
-
-
-class RetrainStore(DeletableStore, Protocol):
-    """The model bucket: registry, snapshots, staging, lock and approvals."""
-
-    bucket: str
-
-    def uri(self, key: str) -> str: ...
 
 
 def _need(value: Any, what: str) -> Any:
@@ -87,7 +80,7 @@ def _need(value: Any, what: str) -> Any:
 class RetrainWorkflow:
     def __init__(
         self,
-        store: RetrainStore,
+        store: ObjectStore,
         alias: InferenceAlias,
         metrics: ServingMetrics,
         approvals: Approvals,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from loopml import keys
 from loopml.data import detect_format, sha256_hex
@@ -21,17 +21,10 @@ from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.models import RetrainInput
 from loopml.starter.models import REPORT_SUFFIXES, Problem, UploadOutcome, UploadReport
 from loopml.starter.validation import validate_upload
+from loopml.store import ObjectStore
 from loopml.uploads import Upload
 
 MAX_REASON = 500
-
-
-class Store(Protocol):
-    bucket: str
-
-    def get(self, key: str) -> bytes: ...
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None: ...
 
 
 StartRetraining = Callable[[RetrainInput, datetime], str]  # the execution ARN; RetrainingInProgress
@@ -40,7 +33,7 @@ StartRetraining = Callable[[RetrainInput, datetime], str]  # the execution ARN; 
 class UploadStarter:
     def __init__(
         self,
-        store: Store,
+        store: ObjectStore,
         registry: ModelRegistry,
         start: StartRetraining,
         max_upload_bytes: int,
@@ -138,4 +131,4 @@ def _reason(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
-__all__ = ["StartRetraining", "Store", "UploadStarter"]
+__all__ = ["ObjectStore", "StartRetraining", "UploadStarter"]

@@ -14,8 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loopml.adapters.s3 import S3ObjectStore
-from loopml.batch.adapters import MultipartSink
+from loopml.adapters.s3 import MultipartSink, S3ObjectStore
 from loopml.batch.models import BatchJob
 from loopml.data import write_csv
 from loopml.registry import ModelRegistry, serialize_bundle

@@ -155,8 +155,8 @@ def test_every_sample_event_parses_through_the_handler_models():
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, SQSEvent
 
     from loopml.feedback.consumer import CaptureConsumer, ConsumerConfig, PoisonMessage
-    from loopml.feedback.memory import MemoryDatasetStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
     from loopml.feedback.models import FeedbackRequest, ReviewLabelRequest
+    from loopml_dev.memory import MemoryObjectStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
 
     files = sorted(EVENTS.glob("*.json"))
     assert len(files) >= 7
@@ -165,7 +165,7 @@ def test_every_sample_event_parses_through_the_handler_models():
         data = json.loads(path.read_text())
         if "Records" in data:
             batch = CaptureConsumer(
-                MemoryDatasetStore(), MemoryPredictionIndex(), MemorySubjects(), MemoryReviewList(), ConsumerConfig()
+                MemoryObjectStore(), MemoryPredictionIndex(), MemorySubjects(), MemoryReviewList(), ConsumerConfig()
             ).batch()
             for record in SQSEvent(data).records:
                 try:

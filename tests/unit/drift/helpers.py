@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +12,14 @@ from loopml.drift.models import DriftRunReport, DriftSettings
 from loopml.drift.reports import ReportStore
 from loopml.drift.service import DriftMonitor
 from loopml.drift.trigger import RetrainTrigger
-from loopml.errors import ModelNotFound, NotFound, TransientError, VersionConflict
+from loopml.errors import ModelNotFound, TransientError, VersionConflict
 from loopml.feedback import layout
 from loopml.feedback.reader import CapturedRow
 from loopml.registry import DataLineage, ModelMetadata
 from loopml.schema import to_matrix
 from loopml.training import TrainedModel, metadata_for
 from loopml_dev import datasets
+from loopml_dev.memory import MemoryObjectStore
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = DriftSettings(model_bucket="bucket", retrain_state_machine_arn="arn:aws:states:::stateMachine:retrain")
@@ -70,37 +70,6 @@ def captured_rows(
             )
         )
     return out
-
-
-class FakeStore:
-    """Object store with S3's conditional-write semantics, content types and delete."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.content_types: dict[str, str] = {}
-        self.hidden_prefix: str | None = None  # listing misses these keys (a racing writer's claim)
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes:
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise NotFound(key) from None
-
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None:
-        with self._lock:
-            if if_none_match and key in self.objects:
-                raise VersionConflict(key)
-            self.objects[key] = body
-            if content_type:
-                self.content_types[key] = content_type
-
-    def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
-
-    def list_keys(self, prefix: str) -> list[str]:
-        hidden = self.hidden_prefix
-        return sorted(k for k in self.objects if k.startswith(prefix) and not (hidden and k.startswith(hidden)))
 
 
 @dataclass
@@ -162,7 +131,7 @@ class LogSink:
 @dataclass
 class Harness:
     monitor: DriftMonitor
-    store: FakeStore
+    store: MemoryObjectStore
     starter: FakeStarter
     clock: Clock
     published: list[DriftRunReport]
@@ -174,7 +143,7 @@ class Harness:
 def harness(
     trained: TrainedModel, rows: list[CapturedRow] | None = None, *, starter: FakeStarter | None = None, **settings: Any
 ) -> Harness:
-    store = FakeStore()
+    store = MemoryObjectStore()
     starter = starter if starter is not None else FakeStarter()
     clock = Clock()
     published: list[DriftRunReport] = []

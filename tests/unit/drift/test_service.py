@@ -19,9 +19,9 @@ from loopml.drift.models import (
     is_scheduled,
     parse_invocation,
 )
+from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.keys import drift_config_key as config_key
 from loopml.keys import drift_latest_key as latest_key
-from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.statistics import DriftVerdict, PerformanceVerdict
 from loopml.training import TrainedModel
 from tests.unit.drift.helpers import T0, FakeStarter, captured_rows, harness

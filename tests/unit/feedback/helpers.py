@@ -10,7 +10,7 @@ from typing import Any
 
 from loopml.feedback import layout
 from loopml.feedback.consumer import CaptureConsumer, ConsumerConfig
-from loopml.feedback.memory import MemoryDatasetStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
+from loopml_dev.memory import MemoryObjectStore, MemoryPredictionIndex, MemoryReviewList, MemorySubjects
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 FEATURES = {"age": 41, "income": 52000.0, "purpose": "car", "gender": "F"}
@@ -79,7 +79,7 @@ def body(*records: dict[str, Any]) -> str:
 
 @dataclass
 class Wired:
-    store: MemoryDatasetStore
+    store: MemoryObjectStore
     index: MemoryPredictionIndex
     subjects: MemorySubjects
     review: MemoryReviewList
@@ -99,7 +99,7 @@ class Wired:
 
 def wired(threshold: float = 0.6, sample_rate: float = 0.0) -> Wired:
     store, index, subjects, review = (
-        MemoryDatasetStore(),
+        MemoryObjectStore(),
         MemoryPredictionIndex(),
         MemorySubjects(),
         MemoryReviewList(),

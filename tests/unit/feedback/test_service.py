@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from loopml.errors import ConfigurationError, InvalidInput, NotFound, TransientError
-from loopml.feedback.memory import MemoryPredictionIndex, MemoryReviewList
 from loopml.feedback.models import FeedbackItem, FeedbackRequest, IndexEntry, ReviewItem
 from loopml.feedback.privacy import MASK, SubjectHasher, masked, masked_record
 from loopml.feedback.service import FeedbackService
+from loopml_dev.memory import MemoryPredictionIndex, MemoryReviewList
 from tests.unit.feedback.helpers import T0, pid_at
 
 NOW = T0 + timedelta(hours=1)

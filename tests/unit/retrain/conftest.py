@@ -18,20 +18,11 @@ from loopml.retrain.workflow import RetrainWorkflow
 from loopml.schema import infer_schema
 from loopml.training import TrainingParams, train_and_register
 from loopml_dev import datasets
-from tests.conftest import SENSITIVE_CONFIG, MemoryStore
+from loopml_dev.memory import MemoryObjectStore
+from tests.conftest import SENSITIVE_CONFIG
 
 MODEL = "default"
 BASE_KEY = "datasets/default/base/loan.csv"
-
-
-class Store(MemoryStore):
-    bucket = "models"
-
-    def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
 
 
 class Clock:
@@ -146,7 +137,7 @@ class World:
     """A registry with a champion trained on ``BASE_KEY``, and a workflow wired to fakes."""
 
     def __init__(self) -> None:
-        self.store = Store()
+        self.store = MemoryObjectStore()
         self.clock = Clock()
         self.alias = FakeAlias()
         self.metrics = FakeMetrics()

@@ -7,12 +7,13 @@ import pytest
 from loopml.errors import InvalidInput, NotFound, VersionConflict
 from loopml.retrain.approvals import Approvals, approval_id
 from loopml.retrain.models import ApprovalDecision
-from tests.unit.retrain.conftest import Clock, FakeResponder, Store
+from loopml_dev.memory import MemoryObjectStore
+from tests.unit.retrain.conftest import Clock, FakeResponder
 
 
 def _approvals() -> tuple[Approvals, FakeResponder, Clock]:
     responder, clock = FakeResponder(), Clock()
-    return Approvals(Store(), responder, clock), responder, clock
+    return Approvals(MemoryObjectStore(), responder, clock), responder, clock
 
 
 def test_approve_answers_the_task_once() -> None:

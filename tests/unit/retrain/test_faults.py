@@ -5,11 +5,11 @@ import pytest
 from loopml.errors import ConfigurationError, TransientError
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.faults import FaultInjector, parse_faults
-from tests.unit.retrain.conftest import Store
+from loopml_dev.memory import MemoryObjectStore
 
 
 def test_fails_the_given_number_of_times_per_run() -> None:
-    injector = FaultInjector(Store(), "train:TransientError:2, deploy:RetrainingInProgress:1")
+    injector = FaultInjector(MemoryObjectStore(), "train:TransientError:2, deploy:RetrainingInProgress:1")
     for _ in range(2):
         with pytest.raises(TransientError, match="injected"):
             injector.maybe_fail("train", "m", "run-1")

@@ -6,11 +6,12 @@ import pytest
 
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.lock import RetrainLock
-from tests.unit.retrain.conftest import Clock, Store
+from loopml_dev.memory import MemoryObjectStore
+from tests.unit.retrain.conftest import Clock
 
 
 def test_one_holder_at_a_time() -> None:
-    store, clock = Store(), Clock()
+    store, clock = MemoryObjectStore(), Clock()
     lock = RetrainLock(store, clock)
     lock.acquire("m", "run-a", timedelta(minutes=5))
     assert lock.acquire("m", "run-a", timedelta(minutes=5)).holder == "run-a"  # a retried step
@@ -23,7 +24,7 @@ def test_one_holder_at_a_time() -> None:
 
 
 def test_expired_lock_is_taken_over() -> None:
-    store, clock = Store(), Clock()
+    store, clock = MemoryObjectStore(), Clock()
     lock = RetrainLock(store, clock)
     lock.acquire("m", "dead-run", timedelta(minutes=5))
     clock.now += timedelta(hours=3)

@@ -15,7 +15,8 @@ from loopml.starter.service import UploadStarter
 from loopml.training import TrainedModel
 from loopml.uploads import Upload
 from loopml_dev import datasets
-from tests.unit.uploads_store import BUCKET, Bucket, upload, with_champion
+from loopml_dev.memory import MemoryObjectStore
+from tests.unit.uploads_store import BUCKET, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
 ARN = "arn:aws:states:us-east-1:123456789012:execution:loopml-test-retrain:default-20261125T1830"
@@ -34,7 +35,7 @@ class FakeStart:
 
 
 @pytest.fixture
-def setup(trained: TrainedModel) -> tuple[Bucket, UploadStarter, FakeStart]:
+def setup(trained: TrainedModel) -> tuple[MemoryObjectStore, UploadStarter, FakeStart]:
     bucket, registry, _ = with_champion(trained)
     start = FakeStart()
     return bucket, UploadStarter(bucket, registry, start, 10_000_000, clock=lambda: NOW), start

@@ -1,38 +1,85 @@
-"""In-memory implementations of the feedback ports: for unit tests and the benchmark's processing figure."""
+"""In memory, every port the library defines: the object store and the feedback tables.
+
+The one in-memory implementation every unit test and the feedback benchmark use. It keeps S3's and
+DynamoDB's semantics where loopml relies on them (conditional writes, sorted listings, idempotent
+deletes), and has switches to attack them: ``fail_gets`` (an S3 outage) and ``hidden_prefix`` (a
+listing that misses a racing writer's keys).
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterable
+from typing import IO, Any
 
-from loopml.errors import NotFound, VersionConflict
+from loopml.errors import NotFound, TransientError, VersionConflict
 from loopml.feedback.models import IndexEntry, ReviewItem, SubjectStatus
 
 
-class MemoryDatasetStore:
-    def __init__(self) -> None:
+class MemoryObjectStore:
+    """``loopml.store.ObjectStore`` in memory."""
+
+    def __init__(self, bucket: str = "models") -> None:
+        self.bucket = bucket
         self.objects: dict[str, bytes] = {}
+        self.content_types: dict[str, str | None] = {}
         self.puts = 0
+        self.aborted = 0
+        self.fail_gets = False
+        self.hidden_prefix: str | None = None
         self._lock = threading.Lock()
 
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
     def get(self, key: str) -> bytes:
+        if self.fail_gets:
+            raise TransientError(f"{key}: SlowDown")
         try:
             return self.objects[key]
         except KeyError:
             raise NotFound(key) from None
 
-    def put(self, key: str, body: bytes, *, if_none_match: bool = False) -> None:
+    def open(self, key: str) -> IO[bytes]:
+        return io.BytesIO(self.get(key))
+
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False, content_type: str | None = None) -> None:
         with self._lock:
             if if_none_match and key in self.objects:
                 raise VersionConflict(key)
             self.objects[key] = body
+            self.content_types[key] = content_type
             self.puts += 1
 
-    def list_keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in list(self.objects) if k.startswith(prefix))
+    def sink(self, key: str, content_type: str) -> _MemorySink:
+        return _MemorySink(self, key, content_type)
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        hidden = self.hidden_prefix
+        return sorted(k for k in list(self.objects) if k.startswith(prefix) and not (hidden and k.startswith(hidden)))
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.get(key))
+
+
+class _MemorySink:
+    def __init__(self, store: MemoryObjectStore, key: str, content_type: str) -> None:
+        self._store, self._key, self._content_type = store, key, content_type
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def close(self) -> None:
+        self._store.put(self._key, b"".join(self._parts), content_type=self._content_type)
+
+    def abort(self) -> None:
+        self._store.aborted += 1
 
 
 class MemoryPredictionIndex:
