@@ -12,11 +12,13 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopml.names import ModelName
+from loopml.times import utc
 
 PREDICTION_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_LABEL_LENGTH = 256
@@ -41,30 +43,116 @@ def finite_features(features: dict[str, Any]) -> dict[str, Any]:
 
 MAX_MESSAGE_BYTES = 240_000  # SQS allows 256 KiB per message; leave room for attributes
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch limit
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of every record on the capture and feedback queues and in the dataset
+LabelSource = Literal["user", "reviewer", "system"]
 
 
-class CaptureRecord(QueueRecord):
-    """One prediction as it lands in the dataset; the feedback function joins labels onto it."""
+class CapturedPrediction(QueueRecord):
+    """What the dataset keeps of one prediction: written by inference, stored by the consumer, read back
+    by drift and retraining (as ``CapturedRow``, with its label)."""
 
-    kind: str = "prediction"
-    schema_version: int = SCHEMA_VERSION
     prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
     model: ModelName
     model_version: int = Field(ge=1)
-    lambda_version: str
-    request_id: str
-    timestamp: str
+    lambda_version: str = ""
     features: dict[str, Any]
     prediction: str | int
     probabilities: dict[str, float]
     confidence: float
-    latency_ms: float
     degraded: bool = False
-    flags: dict[str, list[str]] = Field(default_factory=dict)
     subject_hash: str | None = None
 
     _features = field_validator("features")(finite_features)
+
+
+class CaptureRecord(CapturedPrediction):
+    """One prediction on the capture queue and in ``captured/<model>/predictions/``."""
+
+    kind: Literal["prediction"] = "prediction"
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+    timestamp: str
+    latency_ms: float
+    flags: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class OptOutRecord(QueueRecord):
+    """Sent by /predict instead of the capture record when ``consent`` is false: no features."""
+
+    kind: Literal["optout"] = "optout"
+    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
+    model: ModelName
+    model_version: int = Field(ge=1)
+    timestamp: str
+    subject_hash: str | None = None
+
+
+class CapturedRow(CapturedPrediction):
+    """A stored prediction as the reader returns it: its time parsed, joined with its winning label."""
+
+    timestamp: datetime
+    label: str | int | None = None
+    label_source: LabelSource | None = None
+    label_received_at: datetime | None = None
+    label_caller: str | None = None  # who sent the winning label (rate limits)
+
+    @field_validator("timestamp", "label_received_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+def prediction_record(
+    *,
+    prediction_id: str,
+    model: str,
+    model_version: int,
+    lambda_version: str,
+    request_id: str,
+    timestamp: str,
+    features: dict[str, Any],
+    prediction: str | int,
+    probabilities: dict[str, float],
+    confidence: float,
+    latency_ms: float,
+    degraded: bool,
+    flags: dict[str, list[str]],
+    subject_hash: str | None,
+) -> dict[str, Any]:
+    """A ``CaptureRecord`` as the JSON-ready dict /predict queues: built without validation on the hot
+    path (the consumer validates every record); a test holds its keys to the model's fields."""
+    return {
+        "kind": "prediction",
+        "schema_version": SCHEMA_VERSION,
+        "prediction_id": prediction_id,
+        "model": model,
+        "model_version": model_version,
+        "lambda_version": lambda_version,
+        "request_id": request_id,
+        "timestamp": timestamp,
+        "features": features,
+        "prediction": prediction,
+        "probabilities": probabilities,
+        "confidence": confidence,
+        "latency_ms": latency_ms,
+        "degraded": degraded,
+        "flags": flags,
+        "subject_hash": subject_hash,
+    }
+
+
+def optout_record(
+    *, prediction_id: str, model: str, model_version: int, timestamp: str, subject_hash: str | None
+) -> dict[str, Any]:
+    """An ``OptOutRecord`` as /predict queues it (see ``prediction_record``)."""
+    return {
+        "kind": "optout",
+        "prediction_id": prediction_id,
+        "model": model,
+        "model_version": model_version,
+        "timestamp": timestamp,
+        "subject_hash": subject_hash,
+    }
 
 
 Sender = Callable[[list[str]], int]

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from loopml import metric_names as names
+
 _BATCH = 500  # put_metric_data accepts up to 1000 values per call
 
 
@@ -94,13 +96,13 @@ class MetricsSink:
         for dimension_set in dimension_sets:
             dimensions = [{"Name": name, "Value": value} for name, value in dimension_set]
             for name, value, unit in (
-                ("Invocations", 1.0, "Count"),
-                ("Errors", 1.0 if error else 0.0, "Count"),
+                (names.INVOCATIONS, 1.0, "Count"),
+                (names.ERRORS, 1.0 if error else 0.0, "Count"),
                 ("Duration", duration_ms, "Milliseconds"),
             ):
                 data.append(
                     (
-                        "AWS/Lambda",
+                        names.LAMBDA_NAMESPACE,
                         {"MetricName": name, "Dimensions": dimensions, "Timestamp": now, "Value": value, "Unit": unit},
                     )
                 )

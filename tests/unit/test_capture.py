@@ -62,3 +62,35 @@ def test_send_batches_respect_both_sqs_limits():
     assert all(sum(1 for b in g if b in big) <= 1 for g in groups)
     assert all(len(g) <= 10 and sum(len(b) for b in g) <= MAX_BATCH_BYTES for g in groups)
     assert [b for g in groups for b in g] == big + small
+
+
+def test_the_queued_dicts_are_the_record_models_field_for_field():
+    """/predict builds its records without validation; the consumer validates them with these models."""
+    from datetime import UTC, datetime
+
+    from loopml.capture import CapturedRow, CaptureRecord, OptOutRecord, optout_record, prediction_record
+
+    pid = "0" * 8 + "a" * 24
+    record = prediction_record(
+        prediction_id=pid,
+        model="default",
+        model_version=3,
+        lambda_version="7",
+        request_id="r",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
+        features={"age": 31, "region": "north"},
+        prediction="yes",
+        probabilities={"no": 0.25, "yes": 0.75},
+        confidence=0.75,
+        latency_ms=1.5,
+        degraded=False,
+        flags={"missing": []},
+        subject_hash=None,
+    )
+    assert set(record) == set(CaptureRecord.model_fields)
+    assert CaptureRecord.model_validate(record).model_dump() == record
+    row = CapturedRow.model_validate(record)  # what the reader makes of the stored record
+    assert row.timestamp == datetime(2026, 1, 1, tzinfo=UTC) and row.label is None
+    optout = optout_record(prediction_id=pid, model="default", model_version=3, timestamp="t", subject_hash="h")
+    assert set(optout) == set(OptOutRecord.model_fields)
+    assert OptOutRecord.model_validate(optout).model_dump() == optout

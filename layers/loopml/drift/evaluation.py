@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from loopml.capture import CapturedRow
 from loopml.drift.models import MonitoringConfig, TriggerPolicy
 from loopml.errors import InvalidInput
-from loopml.feedback.reader import CapturedRow
 from loopml.registry import ModelMetadata
 from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema
 from loopml.statistics import (

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from loopml import keys
+from loopml.capture import CapturedRow
 from loopml.drift import evaluation
 from loopml.drift.models import (
     DriftRunReport,
@@ -25,7 +26,6 @@ from loopml.drift.page import render_page
 from loopml.drift.reports import ReportStore
 from loopml.drift.trigger import RetrainTrigger
 from loopml.errors import InvalidInput, ModelNotFound
-from loopml.feedback.reader import CapturedRow
 from loopml.registry import ModelMetadata
 
 RowReader = Callable[[str, datetime, datetime, int], Sequence[CapturedRow]]

@@ -9,12 +9,13 @@ from typing import Any
 from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.adapters.stepfunctions import StepFunctionsStarter
+from loopml.capture import CapturedRow
 from loopml.drift.models import DriftSettings
 from loopml.drift.publish import EmfPublisher
 from loopml.drift.reports import ReportStore
 from loopml.drift.service import DriftMonitor
 from loopml.drift.trigger import RetrainTrigger
-from loopml.feedback.reader import CapturedRow, read_captured
+from loopml.feedback.reader import read_captured
 from loopml.registry import ModelRegistry
 
 

@@ -28,9 +28,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Discriminator, Tag, ValidationError
 
 from loopml import keys
-from loopml.capture import CaptureRecord
+from loopml.capture import CaptureRecord, OptOutRecord
 from loopml.feedback import layout
-from loopml.feedback.models import FeedbackRecord, IndexEntry, OptOutRecord, ReviewItem
+from loopml.feedback.models import FeedbackRecord, IndexEntry, ReviewItem
 from loopml.feedback.ports import PredictionIndex, ReviewList, Subjects
 from loopml.feedback.privacy import masked, masked_record
 from loopml.store import ObjectStore

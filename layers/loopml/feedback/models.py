@@ -7,15 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from loopml.capture import MAX_LABEL_LENGTH, PREDICTION_ID_PATTERN, QueueRecord
+from loopml.capture import MAX_LABEL_LENGTH, PREDICTION_ID_PATTERN, SCHEMA_VERSION, LabelSource, QueueRecord
 from loopml.names import ModelName
 from loopml.settings import FunctionSettings
 
 MAX_ITEMS = 100  # feedback items per POST /feedback (one SQS message, one BatchGetItem)
 MAX_COMMENT = 1000
 MAX_REVIEW_PAGE = 100
-SCHEMA_VERSION = 1
-Source = Literal["user", "reviewer", "system"]
 Label = Annotated[str, Field(max_length=MAX_LABEL_LENGTH)] | Annotated[int, Field(ge=-(2**53), le=2**53)]
 
 
@@ -41,7 +39,7 @@ class FeedbackSettings(FunctionSettings, frozen=True):
 class FeedbackItem(BaseModel, extra="forbid"):
     prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
     label: Label
-    source: Source = "user"
+    source: LabelSource = "user"
     comment: str | None = Field(None, max_length=MAX_COMMENT)
 
 
@@ -50,7 +48,7 @@ class FeedbackRequest(BaseModel, extra="forbid"):
 
     prediction_id: str | None = Field(None, pattern=PREDICTION_ID_PATTERN)
     label: Label | None = None
-    source: Source = "user"
+    source: LabelSource = "user"
     comment: str | None = Field(None, max_length=MAX_COMMENT)
     items: list[FeedbackItem] | None = Field(None, min_length=1, max_length=MAX_ITEMS)
 
@@ -126,17 +124,6 @@ class ErasureReceipt(BaseModel):
 
 
 # --- queue records ----------------------------------------------------------------------------------
-class OptOutRecord(QueueRecord):
-    """Sent by /predict instead of the capture record when ``consent`` is false: no features."""
-
-    kind: Literal["optout"] = "optout"
-    prediction_id: str = Field(pattern=PREDICTION_ID_PATTERN)
-    model: ModelName
-    model_version: int = Field(ge=1)
-    timestamp: str
-    subject_hash: str | None = None
-
-
 class FeedbackRecord(QueueRecord):
     kind: Literal["feedback"] = "feedback"
     schema_version: int = SCHEMA_VERSION
@@ -145,7 +132,7 @@ class FeedbackRecord(QueueRecord):
     model: ModelName
     model_version: int | None = Field(None, ge=1)
     label: Label
-    source: Source
+    source: LabelSource
     comment: str | None = None
     received_at: str
     subject_hash: str | None = None

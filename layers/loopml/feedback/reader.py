@@ -17,39 +17,17 @@ import gzip
 import json
 import logging
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
 from loopml import keys
+from loopml.capture import CapturedRow, LabelSource
 from loopml.errors import InvalidInput
 from loopml.feedback import layout
 from loopml.store import ObjectStore
 from loopml.times import parse_time, utc
 
-LabelSource = Literal["reviewer", "user", "system"]
 _log = logging.getLogger(__name__)
 SOURCE_RANK: dict[str, int] = {"user": 0, "system": 1, "reviewer": 2}
-
-
-class CapturedRow(BaseModel):
-    model_config = ConfigDict(allow_inf_nan=False)
-
-    prediction_id: str
-    timestamp: datetime
-    model: str
-    model_version: int
-    lambda_version: str
-    features: dict[str, Any]
-    prediction: str | int
-    probabilities: dict[str, float]
-    confidence: float
-    label: str | int | None = None
-    label_source: LabelSource | None = None
-    label_received_at: datetime | None = None
-    label_caller: str | None = None  # who sent the winning label (rate limits)
-    subject_hash: str | None = None
-    degraded: bool = False
 
 
 def read_captured(
@@ -140,19 +118,7 @@ def _records(store: ObjectStore, key: str) -> list[Any]:
 def _row(record: Any) -> CapturedRow:
     if not isinstance(record, dict):
         raise TypeError("record")
-    return CapturedRow(
-        prediction_id=record["prediction_id"],
-        timestamp=parse_time(record["timestamp"]),
-        model=record["model"],
-        model_version=record["model_version"],
-        lambda_version=record.get("lambda_version") or "",
-        features=record["features"],
-        prediction=record["prediction"],
-        probabilities=record["probabilities"],
-        confidence=record["confidence"],
-        subject_hash=record.get("subject_hash"),
-        degraded=bool(record.get("degraded", False)),
-    )
+    return CapturedRow.model_validate(record)
 
 
 def _keys(store: ObjectStore, model: str, kind: keys.CapturedKind, floor: datetime, end: datetime) -> list[str]:

@@ -9,6 +9,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
+from loopml import metric_names as names
+from loopml.capture import optout_record, prediction_record
 from loopml.feedback import layout
 from loopml.inference.models import PredictRequest
 from loopml.inference.service import Serving
@@ -54,35 +56,32 @@ def score(
         )
         if not request.consent:
             records.append(
-                {
-                    "kind": "optout",
-                    "prediction_id": prediction_id,
-                    "model": meta.model,
-                    "model_version": meta.version,
-                    "timestamp": now,
-                    "subject_hash": subject_hash,
-                }
+                optout_record(
+                    prediction_id=prediction_id,
+                    model=meta.model,
+                    model_version=meta.version,
+                    timestamp=now,
+                    subject_hash=subject_hash,
+                )
             )
             continue
         records.append(
-            {
-                "kind": "prediction",
-                "schema_version": 1,
-                "prediction_id": prediction_id,
-                "model": meta.model,
-                "model_version": meta.version,
-                "lambda_version": lambda_version,
-                "request_id": request_id,
-                "timestamp": now,
-                "features": row,
-                "prediction": p.label,
-                "probabilities": p.probabilities,
-                "confidence": p.confidence,
-                "latency_ms": latency_ms,
-                "degraded": serving.degraded,
-                "flags": flags,
-                "subject_hash": subject_hash,
-            }
+            prediction_record(
+                prediction_id=prediction_id,
+                model=meta.model,
+                model_version=meta.version,
+                lambda_version=lambda_version,
+                request_id=request_id,
+                timestamp=now,
+                features=row,
+                prediction=p.label,
+                probabilities=p.probabilities,
+                confidence=p.confidence,
+                latency_ms=latency_ms,
+                degraded=serving.degraded,
+                flags=flags,
+                subject_hash=subject_hash,
+            )
         )
     response = {
         "model": meta.model,
@@ -98,16 +97,16 @@ def score(
 
 def record_metrics(metrics: Metrics, serving: Serving, response: dict[str, Any], latency_ms: float) -> None:
     """EMF metrics dimensioned by model version: one JSON line per invocation, no API call."""
-    metrics.add_dimension("model", serving.metadata.model)
-    metrics.add_dimension("model_version", str(serving.metadata.version))
+    metrics.add_dimension(names.MODEL, serving.metadata.model)
+    metrics.add_dimension(names.MODEL_VERSION, str(serving.metadata.version))
     predictions = response["predictions"]
-    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
-    metrics.add_metric(name="Degraded", unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0)
+    metrics.add_metric(name=names.LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name=names.PREDICTIONS, unit=MetricUnit.Count, value=len(predictions))
+    metrics.add_metric(name=names.DEGRADED, unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0)
     mean_confidence = sum(p["confidence"] for p in predictions) / len(predictions)
-    metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=round(mean_confidence, 6))
+    metrics.add_metric(name=names.CONFIDENCE, unit=MetricUnit.NoUnit, value=round(mean_confidence, 6))
     counts: dict[str, int] = {}
     for p in predictions:
         counts[str(p["prediction"])] = counts.get(str(p["prediction"]), 0) + 1
     for label, count in counts.items():
-        metrics.add_metric(name=f"PredictedClass_{label}", unit=MetricUnit.Count, value=count)
+        metrics.add_metric(name=f"{names.PREDICTED_CLASS}{label}", unit=MetricUnit.Count, value=count)

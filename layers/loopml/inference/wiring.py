@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from loopml import metric_names as names
 from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.adapters.sqs import SqsSender
@@ -27,7 +28,7 @@ def capture_buffer(settings: InferenceSettings) -> CaptureBuffer:
     def on_failure(count: int, reason: str) -> None:
         logger.error("prediction capture failed", extra={"messages": count, "reason": reason})
         with single_metric(
-            name="CaptureFailures", unit=MetricUnit.Count, value=count, namespace=metrics.namespace
+            name=names.CAPTURE_FAILURES, unit=MetricUnit.Count, value=count, namespace=metrics.namespace
         ) as metric:
             metric.add_dimension("model", settings.model_name)
 

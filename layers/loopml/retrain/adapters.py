@@ -15,12 +15,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from loopml import metric_names as names
 from loopml.adapters.aws import error_code, translate
 from loopml.errors import NotFound
 from loopml.retrain.errors import DeploymentFailed
 from loopml.retrain.models import CanaryPolicy, VersionMetrics
 
-LAMBDA_NAMESPACE = "AWS/Lambda"
+LAMBDA_NAMESPACE = names.LAMBDA_NAMESPACE
 CANARY_ALARMS = ("degraded", "latency", "errors")
 TASK_GONE = frozenset({"TaskDoesNotExist", "InvalidToken", "TaskTimedOut"})
 
@@ -101,9 +102,9 @@ class ServingMetrics:
 
     def _model_dims(self, model: str, version: int) -> list[dict[str, str]]:
         return [
-            {"Name": "model", "Value": model},
-            {"Name": "model_version", "Value": str(version)},
-            {"Name": "service", "Value": self.service},
+            {"Name": names.MODEL, "Value": model},
+            {"Name": names.MODEL_VERSION, "Value": str(version)},
+            {"Name": names.SERVICE, "Value": self.service},
         ]
 
     def _lambda_dims(self, lambda_version: str) -> list[dict[str, str]]:
@@ -148,18 +149,18 @@ class ServingMetrics:
         def total(namespace: str, name: str, d: list[dict[str, str]]) -> float:
             return float(sum(p.get("Sum", 0.0) for p in self._points(namespace, name, d, start, end)))
 
-        p99_points = self._points(self.namespace, "Latency", dims, start, end, extended="p99")
+        p99_points = self._points(self.namespace, names.LATENCY, dims, start, end, extended="p99")
         p99 = [p["ExtendedStatistics"]["p99"] for p in p99_points if "p99" in p.get("ExtendedStatistics", {})]
         if not p99:  # no percentiles (CloudWatch emulators): the maximum is an upper bound
-            p99 = [p["Maximum"] for p in self._points(self.namespace, "Latency", dims, start, end)]
-        confidence = self._points(self.namespace, "Confidence", dims, start, end)
+            p99 = [p["Maximum"] for p in self._points(self.namespace, names.LATENCY, dims, start, end)]
+        confidence = self._points(self.namespace, names.CONFIDENCE, dims, start, end)
         samples = sum(p.get("SampleCount", 0.0) for p in confidence)
         lambda_dims = self._lambda_dims(lambda_version)
         return VersionMetrics(
-            predictions=total(self.namespace, "Predictions", dims),
-            degraded=total(self.namespace, "Degraded", dims),
-            invocations=total(LAMBDA_NAMESPACE, "Invocations", lambda_dims),
-            errors=total(LAMBDA_NAMESPACE, "Errors", lambda_dims),
+            predictions=total(self.namespace, names.PREDICTIONS, dims),
+            degraded=total(self.namespace, names.DEGRADED, dims),
+            invocations=total(LAMBDA_NAMESPACE, names.INVOCATIONS, lambda_dims),
+            errors=total(LAMBDA_NAMESPACE, names.ERRORS, lambda_dims),
             latency_p99_ms=max(p99) if p99 else None,
             mean_confidence=sum(p.get("Sum", 0.0) for p in confidence) / samples if samples else None,
         )
@@ -176,7 +177,7 @@ class ServingMetrics:
                 "AlarmName": degraded,
                 "AlarmDescription": f"{model} v{version} canary served degraded answers",
                 "Namespace": self.namespace,
-                "MetricName": "Degraded",
+                "MetricName": names.DEGRADED,
                 "Dimensions": self._model_dims(model, version),
                 "Statistic": "Sum",
                 "Threshold": 0.0,
@@ -186,7 +187,7 @@ class ServingMetrics:
                 "AlarmName": latency,
                 "AlarmDescription": f"{model} v{version} canary p99 latency above {policy.latency_alarm_ms} ms",
                 "Namespace": self.namespace,
-                "MetricName": "Latency",
+                "MetricName": names.LATENCY,
                 "Dimensions": self._model_dims(model, version),
                 "ExtendedStatistic": "p99",
                 "Threshold": policy.latency_alarm_ms,
@@ -196,7 +197,7 @@ class ServingMetrics:
                 "AlarmName": errors,
                 "AlarmDescription": f"{model} v{version} canary (Lambda version {lambda_version}) raised errors",
                 "Namespace": LAMBDA_NAMESPACE,
-                "MetricName": "Errors",
+                "MetricName": names.ERRORS,
                 "Dimensions": self._lambda_dims(lambda_version),
                 "Statistic": "Sum",
                 "Threshold": 0.0,

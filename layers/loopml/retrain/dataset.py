@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from sklearn.model_selection import train_test_split
 
+from loopml.capture import CapturedRow
 from loopml.data import Columns
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.feedback.reader import CapturedRow
 from loopml.schema import FeatureKind, FeatureSchema, encode_labels, is_missing
 from loopml.training import MIN_PER_CLASS, check_trainable
 

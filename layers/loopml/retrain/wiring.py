@@ -7,7 +7,8 @@ from datetime import datetime
 
 from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
-from loopml.feedback.reader import CapturedRow, read_captured
+from loopml.capture import CapturedRow
+from loopml.feedback.reader import read_captured
 from loopml.retrain.adapters import InferenceAlias, ServingMetrics, StepFunctionsResponder
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.faults import FaultInjector

@@ -24,9 +24,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from loopml import keys
+from loopml.capture import CapturedRow
 from loopml.data import read_table, sha256_hex, write_csv
 from loopml.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
-from loopml.feedback.reader import CapturedRow
 from loopml.observability import logger
 from loopml.promotion import Promotion
 from loopml.registry import (

@@ -16,9 +16,9 @@ from moto import mock_aws
 
 from loopml import keys
 from loopml.adapters.s3 import S3ObjectStore
+from loopml.capture import CapturedRow
 from loopml.drift.models import DriftRunReport, EvaluateRequest, is_scheduled, parse_invocation
 from loopml.feedback import layout
-from loopml.feedback.reader import CapturedRow
 from loopml.registry import ModelRegistry
 from loopml.training import TrainedModel
 from loopml_dev.local.context import StubContext

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loopml.adapters.s3 import S3ObjectStore
-from loopml.feedback.reader import CapturedRow, read_captured
+from loopml.capture import CapturedRow
+from loopml.feedback.reader import read_captured
 from loopml.topology import physical_name
 from loopml_dev.local.stack import LocalStack
 from loopml_dev.local.up import example_instance

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from loopml.capture import CapturedRow
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import NotFound
-from loopml.feedback.reader import CapturedRow
 from loopml.registry import DataLineage, ModelRegistry
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.models import CanaryPolicy, VersionMetrics
