@@ -305,8 +305,9 @@ def _local_up(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from loopml.adapters.stepfunctions import RetrainExecutions
     from loopml.retrain.models import RetrainInput
-    from loopml.retrain.trigger import start_retraining
+    from loopml.retrain.trigger import RetrainTrigger, StartPolicy, start_or_refuse
     from loopml.topology import physical_name
     from loopml_dev.local.deploy import ACCOUNT_ID
 
@@ -322,7 +323,10 @@ def _retrain(args: argparse.Namespace) -> int:
     _require_served_locally(request.model, args.aws_port)
     sfn = _local_client("stepfunctions", args.aws_port)
     machine = f"arn:aws:states:us-east-1:{ACCOUNT_ID}:stateMachine:{physical_name(LOCAL_STAGE, 'retrain')}"
-    arn = start_retraining(sfn, machine, request, datetime.now(UTC))
+    trigger = RetrainTrigger(_store(None, args.aws_port), RetrainExecutions(sfn, machine))
+    # a person asked for it: no cooldown, but the running check, the budget and the 1-minute window hold
+    policy = StartPolicy(cooldown_hours=0, max_starts_per_day=100, window_minutes=1)
+    arn = start_or_refuse(trigger, request, "cli", policy, run_id=datetime.now(UTC).strftime("%H%M%S%f"))
     print(f"started {arn}", flush=True)
     if not args.wait:
         return 0

@@ -8,7 +8,7 @@ and the S3 notifications with the prefixes, and the CDK app turns those grants i
 
     models/<model>/v<N>/model.joblib(.sha256), metadata.json, .claim   the registry: immutable versions
     models/<model>/aliases/<alias>.json, history/<stamp>.json          aliases and the deployment history
-    models/<model>/drift/config.json, latest.json, triggers/<slot>     drift config, latest run, claims
+    models/<model>/drift/config.json, latest.json                      drift config, latest run
     models/<model>/drift/v<N>/reports/<run>.json|html, history/<run>   reports and compact history
     captured/<model>/<kind>/dt=YYYY-MM-DD/hour=HH/<digest>.jsonl.gz    predictions and labels (the dataset)
     captured/_erased/<digest>.json                                     erasure tombstones
@@ -17,6 +17,7 @@ and the S3 notifications with the prefixes, and the CDK app turns those grants i
     batch/input/<model>/<file>, batch/output/<model>/<file>            files to score, what scoring wrote
     approvals/<id>.json                                                pending human approvals, decisions
     retrain/<model>/<run>/..., retrain/locks/<model>.json              retraining run state and locks
+    starts/<model>/<slot>.json                                         retraining starts: claims and ledger
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ BATCH_INPUT = "batch/input/"
 BATCH_OUTPUT = "batch/output/"
 APPROVALS = "approvals/"
 RETRAIN = "retrain/"
+STARTS = "starts/"
 
-PREFIXES = (MODELS, CAPTURED, DATASETS, INCOMING, BATCH_INPUT, BATCH_OUTPUT, APPROVALS, RETRAIN)
+PREFIXES = (MODELS, CAPTURED, DATASETS, INCOMING, BATCH_INPUT, BATCH_OUTPUT, APPROVALS, RETRAIN, STARTS)
 
 
 def object_pattern(prefix: str) -> str:
@@ -87,10 +89,6 @@ def drift_config_key(model: str) -> str:
 
 def drift_latest_key(model: str) -> str:
     return f"{drift_prefix(model)}latest.json"
-
-
-def drift_triggers_prefix(model: str) -> str:
-    return f"{drift_prefix(model)}triggers/"
 
 
 def drift_report_key(model: str, version: int, run_id: str, ext: str = "json") -> str:
@@ -155,3 +153,11 @@ def run_prefix(model: str, run_id: str) -> str:
 
 def lock_key(model: str) -> str:
     return f"{RETRAIN}locks/{validate_model_name(model)}.json"
+
+
+def starts_prefix(model: str) -> str:
+    return f"{STARTS}{validate_model_name(model)}/"
+
+
+def start_claim_key(model: str, slot: str) -> str:
+    return f"{starts_prefix(model)}{slot}.json"

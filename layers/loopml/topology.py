@@ -319,7 +319,8 @@ TOPOLOGY = Topology(
             },
             grants=(
                 bucket("models", "read", keys.MODELS, keys.CAPTURED),
-                bucket("models", "read_write", keys.DRIFT),  # reports, history, trigger claims
+                bucket("models", "read_write", keys.DRIFT),  # reports and history
+                bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
                 Grant(kind="state_machine", name="retrain", access="start"),
                 Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
             ),
@@ -342,6 +343,7 @@ TOPOLOGY = Topology(
             grants=(
                 bucket("models", "read", keys.MODELS, keys.INCOMING),
                 bucket("models", "write", keys.INCOMING),  # the report next to each upload
+                bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
                 Grant(kind="queue", name="uploads", access="consume"),
                 Grant(kind="state_machine", name="retrain", access="start"),
                 Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)

@@ -1,4 +1,4 @@
-"""Step Functions as the retraining starter, for every trigger (drift, uploads, CLI, schedule).
+"""The retraining state machine's executions, for every trigger (drift, uploads, CLI, schedule).
 
 One view of "is a retraining of this model running": executions whose input names the model, whoever
 started them and whatever their name.
@@ -15,7 +15,9 @@ from loopml.adapters.aws import error_code, translate
 from loopml.errors import NotFound, VersionConflict
 
 
-class StepFunctionsStarter:
+class RetrainExecutions:
+    """``loopml.retrain.trigger.RetrainStarter`` on Step Functions."""
+
     def __init__(self, client: Any, state_machine_arn: str) -> None:
         self._sfn = client
         self.state_machine_arn = state_machine_arn

@@ -8,13 +8,13 @@ the request's ``config``. Typos are rejected (``extra="forbid"``) with the path 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from loopml.errors import InvalidInput, invalid_input
 from loopml.names import ModelName
+from loopml.retrain.trigger import StartPolicy, TriggerDecision
 from loopml.settings import FunctionSettings
 from loopml.statistics import (
     BiasReport,
@@ -66,13 +66,13 @@ class RetrainOptions(BaseModel, extra="forbid"):
     max_labels_per_caller: int | None = Field(default=None, ge=1)
 
 
-class TriggerPolicy(BaseModel, extra="forbid"):
+class TriggerPolicy(StartPolicy, extra="forbid"):
+    """When drift calls for a retraining; the start itself follows the shared policy (``loopml.retrain.trigger``)."""
+
     enabled: bool = True
     on_data_drift: bool = Field(default=True, description="dataset drift verdict 'drifted' starts a retraining")
     on_performance_regression: bool = Field(default=True, description="a live metric below its validation CI")
     on_prediction_drift: bool = False
-    cooldown_hours: float = Field(default=6.0, ge=0, le=30 * 24, description="minimum time between two starts")
-    max_starts_per_day: int = Field(default=2, ge=0, le=100, description="starts per model in any 24 hours")
     retrain: RetrainOptions = RetrainOptions()
 
 
@@ -151,39 +151,6 @@ class EvaluateRequest(BaseModel, extra="forbid"):
 
     def config_overrides(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json", exclude_unset=True) if self.config else {}
-
-
-class TriggerAction(StrEnum):
-    started = "started"
-    skipped = "skipped"
-    not_needed = "not_needed"
-    failed = "failed"
-
-
-TriggerCode = Literal[
-    "no_alert",
-    "insufficient_data",
-    "disabled",
-    "not_configured",
-    "retraining_running",
-    "cooldown",
-    "daily_budget",
-    "already_started",
-    "started",
-    "start_failed",
-]
-
-
-class TriggerDecision(BaseModel):
-    action: TriggerAction
-    code: TriggerCode
-    message: str
-    reasons: list[str] = Field(default_factory=list, description="what crossed its threshold")
-    decided_at: datetime
-    execution_name: str | None = None
-    execution_arn: str | None = None
-    cooldown_until: datetime | None = None
-    starts_last_24h: int | None = None
 
 
 class RunSummary(BaseModel):

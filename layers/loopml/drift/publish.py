@@ -12,7 +12,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from loopml import metric_names as names
-from loopml.drift.models import DriftRunReport, TriggerAction
+from loopml.drift.models import DriftRunReport
+from loopml.retrain.trigger import TriggerAction
 
 NAMES = names.LIVE_PERFORMANCE
 

@@ -8,7 +8,6 @@ listing versions never pages through hourly reports::
     models/<model>/drift/v<N>/reports/<run_id>.json        full report (DriftRunReport)
     models/<model>/drift/v<N>/reports/<run_id>.html        self-contained HTML report
     models/<model>/drift/v<N>/history/<run_id>.json        compact point: summary + drift without histograms
-    models/<model>/drift/triggers/<slot>.json              retraining claims (see ``trigger``)
 
 ``run_id`` is ``YYYYMMDDTHHMMSSffffffZ-<hex>``: keys sort by time. Reports and history points are written
 once (conditional writes); only ``latest.json`` is overwritten, and never by an older run.

@@ -19,14 +19,15 @@ from loopml.drift.models import (
     EvaluateRequest,
     MonitoringConfig,
     RunSummary,
+    TriggerPolicy,
     check_window,
     layered_config,
 )
 from loopml.drift.page import render_page
 from loopml.drift.reports import ReportStore
-from loopml.drift.trigger import RetrainTrigger
 from loopml.errors import InvalidInput, ModelNotFound
 from loopml.registry import ModelMetadata
+from loopml.retrain.trigger import RetrainTrigger, StartPolicy, TriggerAction, TriggerDecision
 
 RowReader = Callable[[str, datetime, datetime, int], Sequence[CapturedRow]]
 """(model, start, end, model_version) -> captured rows of that version in [start, end)."""
@@ -100,7 +101,7 @@ class DriftMonitor:
         result = evaluation.evaluate_window(meta, rows, config, evaluated_at=now.isoformat())
         found = evaluation.alerts(result)
         reasons = evaluation.trigger_reasons(found, config.trigger)
-        decision = self._trigger.decide(model, run_id, reasons, config.trigger, evaluation.insufficient(result))
+        decision = self._decide(model, run_id, reasons, config.trigger, evaluation.insufficient(result), now)
         dd = result.data_drift
         summary = RunSummary(
             run_id=run_id,
@@ -177,3 +178,27 @@ class DriftMonitor:
 
     def latest(self, model: str, version: int | None = None) -> RunSummary:
         return self._reports.latest(model, version)
+
+    def _decide(
+        self, model: str, run_id: str, reasons: list[str], policy: TriggerPolicy, insufficient: bool, now: datetime
+    ) -> TriggerDecision:
+        """Whether drift calls for a retraining; the start itself is the shared policy's."""
+        if not reasons:
+            code: Any = "insufficient_data" if insufficient else "no_alert"
+            message = "too few rows and labels to judge" if insufficient else "nothing crossed a retraining threshold"
+            return TriggerDecision(action=TriggerAction.not_needed, code=code, message=message, decided_at=now)
+        if not policy.enabled:
+            return TriggerDecision(
+                action=TriggerAction.skipped,
+                code="disabled",
+                message="retraining on drift is disabled by the config",
+                reasons=reasons,
+                decided_at=now,
+            )
+        payload = {"reason": drift_reason(reasons), **policy.retrain.model_dump(exclude_none=True)}
+        start = StartPolicy.model_validate(policy.model_dump(include=set(StartPolicy.model_fields)))
+        return self._trigger.start(model, run_id, "drift", reasons, start, payload)
+
+
+def drift_reason(reasons: list[str]) -> str:
+    return "drift: " + "; ".join(r.removeprefix("drift: ") for r in reasons)

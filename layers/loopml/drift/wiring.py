@@ -8,15 +8,15 @@ from typing import Any
 
 from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
-from loopml.adapters.stepfunctions import StepFunctionsStarter
+from loopml.adapters.stepfunctions import RetrainExecutions
 from loopml.capture import CapturedRow
 from loopml.drift.models import DriftSettings
 from loopml.drift.publish import EmfPublisher
 from loopml.drift.reports import ReportStore
 from loopml.drift.service import DriftMonitor
-from loopml.drift.trigger import RetrainTrigger
 from loopml.feedback.reader import read_captured
 from loopml.registry import ModelRegistry
+from loopml.retrain.trigger import RetrainTrigger
 
 
 def monitor(settings: DriftSettings, metrics: Any, log: Any) -> DriftMonitor:
@@ -26,7 +26,7 @@ def monitor(settings: DriftSettings, metrics: Any, log: Any) -> DriftMonitor:
         return read_captured(store, model, start, end, model_version=version)
 
     starter = (
-        StepFunctionsStarter(client("stepfunctions"), settings.retrain_state_machine_arn)
+        RetrainExecutions(client("stepfunctions"), settings.retrain_state_machine_arn)
         if settings.retrain_state_machine_arn
         else None
     )

@@ -25,6 +25,7 @@ class StarterSettings(FunctionSettings, frozen=True):
     retrain_state_machine_arn: str
     max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1)  # read whole: training data is held in memory
     window_minutes: int = Field(15, ge=1, le=1440)  # one retraining per model per window
+    max_starts_per_day: int = Field(24, ge=1, le=100)  # uploads and the schedule (loopml.retrain.trigger)
 
 
 class Problem(BaseModel):

@@ -19,6 +19,7 @@ from loopml.names import validate_model_name
 from loopml.registry import ModelRegistry
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.models import RetrainInput
+from loopml.retrain.trigger import Trigger
 from loopml.starter.models import REPORT_SUFFIXES, Problem, UploadOutcome, UploadReport
 from loopml.starter.validation import validate_upload
 from loopml.store import ObjectStore
@@ -27,7 +28,7 @@ from loopml.uploads import Upload
 MAX_REASON = 500
 
 
-StartRetraining = Callable[[RetrainInput, datetime], str]  # the execution ARN; RetrainingInProgress
+StartRetraining = Callable[[RetrainInput, Trigger], str]  # the execution ARN; RetrainingInProgress
 
 
 class UploadStarter:
@@ -73,9 +74,8 @@ class UploadStarter:
         if not checked.ok:
             return self._reject(report, checked.problems, checked.total)
         request = RetrainInput(model=model, reason=_reason(f"upload: {upload.uri}"), data_uri=upload.uri)
-        now = self._clock()
         try:
-            arn = self._start(request, now)
+            arn = self._start(request, "upload")
         except RetrainingInProgress as exc:
             report.status, report.reason = "refused", f"{exc}; upload the file again once it has finished"
             return self._write(report, "refused", str(exc))
@@ -121,7 +121,7 @@ class UploadStarter:
         request = RetrainInput.parse(raw)
         self._registry.resolve(request.model, "champion")  # ModelNotFound names a model without one
         try:
-            arn = self._start(request, self._clock())
+            arn = self._start(request, "schedule")
         except RetrainingInProgress as exc:
             return {"status": "refused", "model": request.model, "reason": str(exc)}
         return {"status": "started", "model": request.model, "execution_arn": arn}

@@ -161,7 +161,7 @@ def test_drifted_traffic_reports_alerts_and_starts_a_retraining(
     assert report.summary.run_id == summary["run_id"]
     head = deployed.store._s3.head_object(Bucket=BUCKET, Key=summary["html_key"])
     assert head["ContentType"].startswith("text/html")
-    assert deployed.store.list_keys("models/default/drift/triggers/")
+    assert deployed.store.list_keys("starts/default/")
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     names = {m["Name"] for e in emf for d in e["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"DatasetDriftShare", "DriftedFeatures", "FeatureDriftScore", "FeaturePsi", "LiveAccuracy"} <= names

@@ -297,9 +297,10 @@ def test_aborted_run_is_cleaned_up(harness: Harness) -> None:
 
 
 def test_concurrent_triggers_run_once(harness: Harness) -> None:
+    from loopml.adapters.stepfunctions import RetrainExecutions
     from loopml.retrain.errors import RetrainingInProgress
     from loopml.retrain.models import RetrainInput
-    from loopml.retrain.trigger import start_retraining
+    from loopml.retrain.trigger import RetrainTrigger, StartPolicy, start_or_refuse
 
     versions_before = harness.registry.versions(MODEL)
     first = harness.start(run_name("concurrent-a"), {"model": MODEL, "reason": "trigger a", **FAST})
@@ -312,10 +313,13 @@ def test_concurrent_triggers_run_once(harness: Harness) -> None:
     assert len(harness.registry.versions(MODEL)) == len(versions_before) + 1
     # Two triggers in the same window: Step Functions starts one execution.
     request = RetrainInput(model=MODEL, reason="drift", bake_minutes=0.05)
-    now = datetime(2026, 1, 1, 12, 7, tzinfo=UTC)
-    arn = start_retraining(harness.sfn, harness.arn, request, now)
+    clock = [datetime(2026, 1, 1, 12, 7, tzinfo=UTC)]
+    trigger = RetrainTrigger(harness.store, RetrainExecutions(harness.sfn, harness.arn), lambda: clock[0])
+    policy = StartPolicy(cooldown_hours=0, window_minutes=15)
+    arn = start_or_refuse(trigger, request, "upload", policy, "a")
+    clock[0] = clock[0].replace(minute=14)
     with pytest.raises(RetrainingInProgress):
-        start_retraining(harness.sfn, harness.arn, request, now.replace(minute=14))
+        start_or_refuse(trigger, request, "upload", policy, "b")
     assert harness.wait(arn)["status"] in ("SUCCEEDED", "FAILED")
 
 

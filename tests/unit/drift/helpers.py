@@ -12,10 +12,10 @@ from loopml.capture import CapturedRow
 from loopml.drift.models import DriftRunReport, DriftSettings
 from loopml.drift.reports import ReportStore
 from loopml.drift.service import DriftMonitor
-from loopml.drift.trigger import RetrainTrigger
 from loopml.errors import ModelNotFound, TransientError, VersionConflict
 from loopml.feedback import layout
 from loopml.registry import DataLineage, ModelMetadata
+from loopml.retrain.trigger import RetrainTrigger
 from loopml.schema import to_matrix
 from loopml.training import TrainedModel, metadata_for
 from loopml_dev import datasets

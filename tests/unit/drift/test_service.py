@@ -15,13 +15,13 @@ from loopml.drift.models import (
     HistoryPoint,
     MonitoringConfig,
     RunSummary,
-    TriggerAction,
     is_scheduled,
     parse_invocation,
 )
 from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.keys import drift_config_key as config_key
 from loopml.keys import drift_latest_key as latest_key
+from loopml.retrain.trigger import TriggerAction
 from loopml.statistics import DriftVerdict, PerformanceVerdict
 from loopml.training import TrainedModel
 from tests.unit.drift.helpers import T0, FakeStarter, captured_rows, harness
@@ -124,8 +124,8 @@ def test_a_running_retraining_blocks_a_start(trained: TrainedModel, drifted: lis
 
 def test_a_racing_evaluation_that_claimed_first_wins(trained: TrainedModel, drifted: list[Any]) -> None:
     h = harness(trained, drifted)
-    h.store.objects["models/default/drift/triggers/20261125T120000Z.json"] = b"{}"
-    h.store.hidden_prefix = "models/default/drift/triggers/"  # the rival's claim is not listed yet
+    h.store.objects["starts/default/20261125T120000Z.json"] = b"{}"
+    h.store.hidden_prefix = "starts/default/"  # the rival's claim is not listed yet
     d = h.monitor.evaluate(request()).summary.trigger
     assert (d.action, d.code) == (TriggerAction.skipped, "already_started")
     assert h.starter.started == []
@@ -135,7 +135,7 @@ def test_a_failed_start_is_recorded_and_releases_its_claim(trained: TrainedModel
     h = harness(trained, drifted, starter=FakeStarter(fail_with=TransientError("ThrottlingException")))
     d = h.monitor.evaluate(request()).summary.trigger
     assert (d.action, d.code) == (TriggerAction.failed, "start_failed") and "ThrottlingException" in d.message
-    assert not any("/triggers/" in k for k in h.store.objects)
+    assert not any(k.startswith("starts/") for k in h.store.objects)
     h.starter.fail_with = None
     h.clock.advance(minutes=1)
     assert h.monitor.evaluate(request()).summary.trigger.action is TriggerAction.started

@@ -19,7 +19,7 @@ from loopml_dev.memory import MemoryObjectStore
 from tests.unit.uploads_store import BUCKET, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
-ARN = "arn:aws:states:us-east-1:123456789012:execution:loopml-test-retrain:default-20261125T1830"
+ARN = "arn:aws:states:us-east-1:123456789012:execution:loopml-test-retrain:default-upload-20261125T183000"
 
 
 class FakeStart:
@@ -27,7 +27,7 @@ class FakeStart:
         self.refuse = refuse
         self.requests: list[RetrainInput] = []
 
-    def __call__(self, request: RetrainInput, now: datetime) -> str:
+    def __call__(self, request: RetrainInput, trigger: str) -> str:
         if self.refuse:
             raise RetrainingInProgress("a retraining of 'default' is already running: default-20261125T1815")
         self.requests.append(request)
@@ -55,7 +55,7 @@ def test_a_good_upload_starts_a_retraining_once(setup: Any) -> None:
     assert request.reason == f"upload: s3://{BUCKET}/incoming/default/fresh data.csv"
     report = bucket.json(outcome.report_key)
     assert report["status"] == "started" and report["execution_arn"] == ARN and report["rows"] == 300
-    assert report["execution_name"] == "default-20261125T1830" and report["champion_version"] == 1
+    assert report["execution_name"] == "default-upload-20261125T183000" and report["champion_version"] == 1
     # a redelivered notification does not start a second one
     again = starter.handle(Upload(bucket=BUCKET, key="incoming/default/fresh data.csv", size=1))
     assert again.action == "duplicate" and len(start.requests) == 1
