@@ -28,7 +28,7 @@ from loopml.feedback.models import (
     ReviewLabelRequest,
     ReviewPage,
 )
-from loopml.feedback.report import batch_response
+from loopml.feedback.report import delivery_response
 from loopml.observability import logger, metrics, tracer
 
 settings = FeedbackSettings.load()
@@ -66,14 +66,14 @@ def delete_subject(subject_id: str) -> ErasureReceipt:
 
 
 def consume(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    batch = parts.consumer.batch()
+    delivery = parts.consumer.delivery()
 
     def record_handler(record: SQSRecord) -> None:
-        batch.add(record.message_id, record.body)
+        delivery.add(record.message_id, record.body)
 
     with processor(event["Records"], record_handler, context):
         processor.process()
-    return batch_response(processor.response(), batch.commit(), len(event["Records"]), batch.poison)
+    return delivery_response(processor.response(), delivery.commit(), len(event["Records"]), delivery.poison)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

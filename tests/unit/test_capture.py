@@ -53,12 +53,12 @@ def test_non_finite_values_are_refused_before_sending():
 
 
 def test_send_batches_respect_both_sqs_limits():
-    from loopml.adapters.sqs import MAX_BATCH_BYTES, batches
+    from loopml.adapters.sqs import MAX_BATCH_BYTES, message_groups
     from loopml.capture import MAX_MESSAGE_BYTES
 
     big = ["x" * MAX_MESSAGE_BYTES] * 3
     small = ["y" * 100] * 25
-    groups = batches(big + small)
+    groups = message_groups(big + small)
     assert all(sum(1 for b in g if b in big) <= 1 for g in groups)
     assert all(len(g) <= 10 and sum(len(b) for b in g) <= MAX_BATCH_BYTES for g in groups)
     assert [b for g in groups for b in g] == big + small

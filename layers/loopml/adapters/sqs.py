@@ -8,17 +8,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loopml.adapters.aws import translate
 
-BATCH = 10
+MAX_ENTRIES = 10  # SendMessageBatch
 MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of its bodies
 
 
-def batches(bodies: list[str]) -> list[list[str]]:
+def message_groups(bodies: list[str]) -> list[list[str]]:
     """Consecutive groups within both limits; a body alone over the size limit still goes alone."""
     groups: list[list[str]] = []
     size = 0
     for body in bodies:
         length = len(body.encode("utf-8", "surrogatepass"))
-        if not groups or len(groups[-1]) == BATCH or size + length > MAX_BATCH_BYTES:
+        if not groups or len(groups[-1]) == MAX_ENTRIES or size + length > MAX_BATCH_BYTES:
             groups.append([])
             size = 0
         groups[-1].append(body)
@@ -35,7 +35,7 @@ class SqsSender:
     def __call__(self, bodies: list[str]) -> int:
         """Send every body; returns how many were still rejected after the retries."""
         failed = 0
-        for group in batches(bodies):
+        for group in message_groups(bodies):
             entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(group)]
             for _ in range(self._attempts):
                 try:

@@ -1,14 +1,15 @@
 """The capture consumer: SQS messages (predictions, opt-outs, feedback) into the captured dataset.
 
-A batch is handled in two phases. ``CaptureBatch.add`` parses and validates one message; a poison
-message raises and is reported failed on its own (SQS retries it, then moves it to the DLQ), never
-taking its neighbours along. ``commit`` then does the I/O once for the whole batch:
+One delivery (the SQS records of one invocation) is handled in two phases. ``Delivery.add`` parses
+and validates one message; a poison message raises and is reported failed on its own (SQS retries it,
+then moves it to the DLQ), never taking its neighbours along. ``commit`` then does the I/O once for
+the whole delivery:
 
 1. one index lookup (``prediction_id``) for every record: a prediction already indexed was stored by an
    earlier delivery and is skipped (idempotency by ``prediction_id``; the index is needed anyway to
    answer ``POST /feedback`` quickly); feedback picks up the prediction's subject and version;
 2. one subject lookup: records of opted-out or erased subjects are dropped;
-3. one object per (model, kind, hour) with a key derived from the message ids (a redelivered batch
+3. one object per (model, kind, hour) with a key derived from the message ids (a redelivered delivery
    overwrites its own object), then the index, subject and review-list writes.
 
 If a write fails, every message of the batch that reached ``commit`` is reported failed and retried;
@@ -84,8 +85,8 @@ class CaptureConsumer:
         self.config = config
         self.sensitive = sensitive
 
-    def batch(self) -> CaptureBatch:
-        return CaptureBatch(self)
+    def delivery(self) -> Delivery:
+        return Delivery(self)
 
 
 def _kind(value: Any) -> str | None:
@@ -113,7 +114,7 @@ class Envelope(BaseModel):
 _ENVELOPE = Envelope.model_validate_json
 
 
-class CaptureBatch:
+class Delivery:
     def __init__(self, consumer: CaptureConsumer) -> None:
         self._c = consumer
         self.predictions: list[tuple[str, CaptureRecord, datetime]] = []  # (message id, record, hour)

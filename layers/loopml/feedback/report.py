@@ -10,7 +10,7 @@ from loopml.feedback.consumer import CommitResult
 from loopml.observability import logger, metrics
 
 
-def batch_response(
+def delivery_response(
     processed: Any, result: CommitResult, total: int, poison: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """Poison messages (from the processor) plus messages whose writes failed, each reported once.

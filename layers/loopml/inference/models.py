@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from loopml.settings import FunctionSettings
 
-MAX_BATCH = 1000
+MAX_INSTANCES = 1000
 
 
 class InferenceSettings(FunctionSettings, frozen=True):
@@ -35,7 +35,7 @@ class PredictRequest(BaseModel, extra="forbid"):
     """Either ``instance`` (one row) or ``instances`` (a batch of up to 1,000 rows)."""
 
     instance: dict[str, Any] | None = None
-    instances: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+    instances: list[dict[str, Any]] | None = Field(None, min_length=1, max_length=MAX_INSTANCES)
     subject_id: str | None = Field(None, min_length=1, max_length=256)  # stored only as a keyed hash
     consent: bool = True  # false: served, but nothing is captured or used for training
 

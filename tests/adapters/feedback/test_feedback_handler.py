@@ -166,7 +166,7 @@ def test_every_sample_event_parses_through_the_handler_models():
         if "Records" in data:
             batch = CaptureConsumer(
                 MemoryObjectStore(), MemoryPredictionIndex(), MemorySubjects(), MemoryReviewList(), ConsumerConfig()
-            ).batch()
+            ).delivery()
             for record in SQSEvent(data).records:
                 try:
                     batch.add(record.message_id, record.body)

@@ -87,7 +87,7 @@ class Wired:
 
     def consume(self, messages: list[tuple[str, str]]) -> tuple[list[str], Any]:
         """(message id, body) pairs through a batch; returns (poison ids, commit result)."""
-        batch = self.consumer.batch()
+        batch = self.consumer.delivery()
         poison = []
         for message_id, text in messages:
             try:

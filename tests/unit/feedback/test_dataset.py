@@ -220,7 +220,7 @@ def test_poison_samples_for_the_log_mask_sensitive_features_and_the_subject():
     w = wired()
     bad = prediction(T0, subject_hash="h-secret") | {"confidence": "high"}
     poison, _ = w.consume([("bad", body(bad))])
-    batch = w.consumer.batch()
+    batch = w.consumer.delivery()
     with pytest.raises(ValueError, match="confidence"):
         batch.add("bad", body(bad))
     (sample,) = batch.poison
@@ -229,7 +229,7 @@ def test_poison_samples_for_the_log_mask_sensitive_features_and_the_subject():
     assert "subject_hash" not in logged and "h-secret" not in json.dumps(sample)
     unknown = wired()
     unknown.consumer.sensitive = lambda model, version: (_ for _ in ()).throw(KeyError(model))
-    other = unknown.consumer.batch()
+    other = unknown.consumer.delivery()
     with pytest.raises(ValueError):
         other.add("bad", body(bad))
     assert set(other.poison[0]["records"][0]["features"].values()) == {"*****"}  # schema unknown: hide all
