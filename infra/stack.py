@@ -10,16 +10,17 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.api import LoopmlApi
-from infra.constructs.data_capture import DataCapture
+from infra.constructs.buckets import Buckets
 from infra.constructs.deployment import Deployment
 from infra.constructs.function import DeclaredFunction, LoopmlFunction
 from infra.constructs.inference import Inference
 from infra.constructs.layers import Layers
-from infra.constructs.model_store import ModelStore
 from infra.constructs.nag import acknowledge_grant_wildcards
 from infra.constructs.observability import Observability
+from infra.constructs.queues import Queues
 from infra.constructs.resources import Resources, pascal
 from infra.constructs.secrets import Secrets
+from infra.constructs.tables import Tables
 from infra.constructs.workflows import Workflows
 from loopml.topology import TOPOLOGY, FunctionSpec, Topology
 
@@ -67,19 +68,17 @@ class LoopmlStack(Stack):
         )
         self.resources = resources
         self.observability = Observability(self, "Observability", deployment=deployment)
-        self.model_store = ModelStore(
-            self, "ModelStore", deployment=deployment, buckets=topology.buckets, resources=resources
-        )
-        self.data_capture = DataCapture(
+        self.buckets = Buckets(self, "Buckets", deployment=deployment, buckets=topology.buckets, resources=resources)
+        self.queues = Queues(
             self,
-            "DataCapture",
+            "Queues",
             deployment=deployment,
             queues=topology.queues,
-            tables=topology.tables,
             resources=resources,
             observability=self.observability,
         )
-        self.model_store.add_notifications(topology, resources)
+        self.tables = Tables(self, "Tables", deployment=deployment, tables=topology.tables, resources=resources)
+        self.buckets.add_notifications(topology, resources)
         self.secrets = Secrets(self, "Secrets", deployment=deployment, secrets=topology.secrets, resources=resources)
         self.layers = list(layers) if layers is not None else Layers(self, "Layers", deployment=deployment).all
         self.api = LoopmlApi(self, "Api", deployment=deployment)
@@ -96,7 +95,7 @@ class LoopmlStack(Stack):
         self.observability.watch(
             api=self.api.rest_api,
             functions={name: fn.alias for name, fn in self.functions.items()},
-            queues=self.data_capture.watched,
+            queues=self.queues.watched,
         )
         unexplained = acknowledge_grant_wildcards(self)
         if unexplained:

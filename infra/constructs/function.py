@@ -21,7 +21,7 @@ from constructs import Construct
 
 from infra.constructs.deployment import Deployment
 from infra.constructs.nag import acknowledge
-from infra.constructs.resources import DeclarationError, FunctionHandle, Resources, pascal
+from infra.constructs.resources import FunctionHandle, Resources, pascal
 from loopml.topology import FunctionSpec
 
 if TYPE_CHECKING:
@@ -115,14 +115,6 @@ class LoopmlFunction(Construct):
         )
         resources.functions[spec.name] = FunctionHandle(self.function, spec.alias)
         for source in spec.event_sources:
-            queue_spec = resources.queue_specs.get(source.queue)
-            if queue_spec is not None and queue_spec.visibility_timeout_s < spec.timeout_s:
-                # Lambda refuses the mapping at deploy time; say so at synth time instead.
-                raise DeclarationError(
-                    f"queue {source.queue!r} has a {queue_spec.visibility_timeout_s}s visibility timeout, "
-                    f"shorter than {spec.name!r}'s {spec.timeout_s}s timeout: a message would be redelivered "
-                    "while still being processed"
-                )
             # Partial batch responses: one bad record is retried (then dead-lettered) alone.
             self.alias.add_event_source(
                 event_sources.SqsEventSource(

@@ -22,7 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from loopml import keys
-from loopml.topology import Grant, QueueSpec, Ref
+from loopml.topology import Grant, Ref
 
 if TYPE_CHECKING:
     from infra.constructs.deployment import Deployment
@@ -77,7 +77,6 @@ class Resources:
     deployment: Deployment
     buckets: dict[str, s3.IBucket] = field(default_factory=dict)
     queues: dict[str, sqs.IQueue] = field(default_factory=dict)
-    queue_specs: dict[str, QueueSpec] = field(default_factory=dict)
     tables: dict[str, dynamodb.ITable] = field(default_factory=dict)
     state_machines: dict[str, sfn.IStateMachine] = field(default_factory=dict)
     secrets: dict[str, secretsmanager.ISecret] = field(default_factory=dict)

@@ -20,6 +20,27 @@ Access = Literal[
     "read", "write", "read_write", "send", "consume", "start", "respond", "update_function", "invoke", "watch"
 ]
 Auth = Literal["none", "api_key", "iam"]
+MODELS_BUCKET = "models"  # its key layout is loopml.keys'
+
+# What each kind of resource can be granted, and which attributes a ref may take; CDK applies each
+# pair with the resource's grant_* (infra.constructs.resources) and the local stack enforces the same
+# pairs call by call (loopml_dev.local.grants).
+ACCESSES: dict[str, frozenset[str]] = {
+    "bucket": frozenset({"read", "write", "read_write"}),
+    "queue": frozenset({"send", "consume"}),
+    "table": frozenset({"read", "write", "read_write"}),
+    "secret": frozenset({"read"}),
+    "state_machine": frozenset({"start", "read", "respond"}),
+    "function": frozenset({"invoke", "update_function", "watch"}),
+}
+ATTRIBUTES: dict[str, frozenset[str]] = {
+    "bucket": frozenset({"name", "arn"}),
+    "queue": frozenset({"name", "url", "arn"}),
+    "table": frozenset({"name", "arn"}),
+    "secret": frozenset({"name", "arn"}),
+    "state_machine": frozenset({"name", "arn"}),
+    "function": frozenset({"name", "arn"}),
+}
 
 
 class Ref(BaseModel, frozen=True):
@@ -42,11 +63,10 @@ class Grant(BaseModel, frozen=True):
     @model_validator(mode="after")
     def _scoped(self) -> Grant:
         if self.kind == "bucket":
-            allowed = (*keys.PREFIXES, keys.DRIFT)
-            if not self.prefixes:
-                raise ValueError(f"a grant on bucket {self.name!r} names its key prefixes (loopml.keys)")
-            unknown = [p for p in self.prefixes if p not in allowed]
-            if unknown:
+            if not self.prefixes or not all(p.endswith("/") for p in self.prefixes):
+                raise ValueError(f"a grant on bucket {self.name!r} names its key prefixes, each ending in '/'")
+            unknown = [p for p in self.prefixes if p not in (*keys.PREFIXES, keys.DRIFT)]
+            if self.name == MODELS_BUCKET and unknown:
                 raise ValueError(f"grant on bucket {self.name!r}: {unknown} are not prefixes of loopml.keys")
         elif self.prefixes:
             raise ValueError(f"only bucket grants take prefixes (a {self.kind} {self.name!r} has none)")
@@ -162,6 +182,69 @@ class Topology(BaseModel, frozen=True):
     secrets: tuple[SecretSpec, ...] = ()
     functions: tuple[FunctionSpec, ...]
     state_machines: tuple[StateMachineSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Topology:
+        """What CDK would refuse at synth or AWS at deploy, refused here, so the local stack runs only
+        declarations the cloud would run: every ref and grant names a declared resource with an access
+        or attribute that kind has, every consumer fits its queue's visibility timeout, every route is
+        declared once."""
+        declared = {
+            "bucket": {b.name for b in self.buckets},
+            "queue": {q.name for q in self.queues},
+            "table": {t.name for t in self.tables},
+            "secret": {s.name for s in self.secrets},
+            "state_machine": {m.name for m in self.state_machines},
+            "function": {f.name for f in self.functions},
+        }
+        problems: list[str] = []
+
+        def check_ref(where: str, ref: Ref) -> None:
+            if ref.name not in declared[ref.kind]:
+                problems.append(f"{where}: {ref.kind} {ref.name!r} is referenced but not declared")
+            elif ref.attribute not in ATTRIBUTES[ref.kind]:
+                problems.append(f"{where}: a {ref.kind} has no {ref.attribute!r} attribute (ref to {ref.name!r})")
+
+        routes: dict[tuple[str, str], str] = {}
+        for spec in self.functions:
+            for variable, ref in spec.resources.items():
+                check_ref(f"function {spec.name!r} {variable}", ref)
+            for grant in spec.grants:
+                if grant.name not in declared[grant.kind]:
+                    problems.append(
+                        f"function {spec.name!r}: {grant.kind} {grant.name!r} is referenced but not declared"
+                    )
+                elif grant.access not in ACCESSES[grant.kind]:
+                    problems.append(
+                        f"function {spec.name!r}: access {grant.access!r} does not apply to a {grant.kind} "
+                        f"({grant.name!r}; it takes {', '.join(sorted(ACCESSES[grant.kind]))})"
+                    )
+            for source in spec.event_sources:
+                if source.queue not in declared["queue"]:
+                    problems.append(f"function {spec.name!r}: queue {source.queue!r} is referenced but not declared")
+                    continue
+                visibility = self.queue(source.queue).visibility_timeout_s
+                if visibility < spec.timeout_s:  # Lambda refuses such a mapping at deploy time
+                    problems.append(
+                        f"queue {source.queue!r} has a {visibility}s visibility timeout, shorter than "
+                        f"{spec.name!r}'s {spec.timeout_s}s timeout: a message would be redelivered while "
+                        "still being processed"
+                    )
+            for watch in spec.execution_watches:
+                if watch.state_machine not in declared["state_machine"]:
+                    problems.append(
+                        f"function {spec.name!r}: state_machine {watch.state_machine!r} is referenced but not declared"
+                    )
+            for route in spec.routes:
+                other = routes.setdefault((route.method, route.path), spec.name)
+                if other != spec.name or sum(r == route for r in spec.routes) > 1:
+                    problems.append(f"route {route.method} {route.path} is declared twice ({other}, {spec.name})")
+        for machine in self.state_machines:
+            for variable, ref in machine.substitutions.items():
+                check_ref(f"state machine {machine.name!r} {variable}", ref)
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)))
+        return self
 
     def notifications(self, bucket: str) -> tuple[Notification, ...]:
         """The bucket's notifications whose queue this topology declares.

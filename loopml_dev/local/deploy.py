@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from loopml.adapters.aws import error_code
 from loopml.errors import ConfigurationError
 from loopml.topology import FunctionSpec, Ref, Topology, dlq_name, physical_name
+from loopml_dev.local import grants
 from loopml_dev.local.runtime import CodeStore
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -101,6 +102,7 @@ class Deployment:
     secret_arns: dict[str, str] = field(default_factory=dict)
     layer_arn: str = ""
     role_arn: str = ""
+    grants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # physical function -> statements
 
 
 class Deployer:
@@ -363,6 +365,7 @@ class Deployer:
             self._env_overrides.setdefault(logical, {}).update(env_overrides)
         lam = self._client("lambda")
         physical = self.name(logical)
+        self.deployment.grants[physical] = grants.statements(spec.grants, self.name)
         data = function_zip(self.functions_root, logical)
         sha = self.code_store.put(data)
         config = {

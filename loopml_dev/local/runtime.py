@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from loopml.errors import NotFound
+from loopml_dev.local.grants import ENV as GRANTS_ENV
 from loopml_dev.local.worker import _HEADER
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
@@ -223,8 +224,11 @@ class Runtime:
         excluded_paths: tuple[str, ...] = (),
         on_invoke: Callable[[str, str | None, str, float, bool], None] | None = None,
         on_output: Callable[[str], None] | None = None,
+        grants: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """``on_invoke(function, qualifier, version, duration_ms, error)`` and ``on_output(line)`` feed metrics."""
+        """``on_invoke(function, qualifier, version, duration_ms, error)`` and ``on_output(line)`` feed metrics;
+        ``grants`` (physical function name -> ``loopml_dev.local.grants`` statements) are enforced in the
+        function's workers, call by call."""
         self._lambda = lambda_client
         self.code_store = code_store
         self.aws_endpoint = aws_endpoint
@@ -242,6 +246,7 @@ class Runtime:
         self._closed = False
         self._on_invoke = on_invoke
         self._on_output = on_output
+        self.grants = grants if grants is not None else {}
 
     # --- configuration -------------------------------------------------------------------------
     def invalidate(self) -> None:
@@ -345,6 +350,7 @@ class Runtime:
                 "LAMBDA_TASK_ROOT": str(code_dir),
                 "_HANDLER": config["Handler"],
                 "LOOPML_LOCAL_RUNTIME": "1",
+                **({GRANTS_ENV: json.dumps(self.grants[resolved.name])} if resolved.name in self.grants else {}),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -231,6 +231,7 @@ class LocalStack:
             self.aws_endpoint,
             log=self._progress,
         )
+        runtime.grants = self._deployer.deployment.grants  # filled as functions deploy: enforced per call
         self._deployer.deploy(self.env_overrides, notifications=False)
         persistence = StatePersistence(self.state_dir, lambda service: self._boto(service, moto_url))
         self._persistence = persistence

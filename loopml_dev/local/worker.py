@@ -14,6 +14,7 @@ after the post-invoke hooks ran, ``{"type": "idle"}``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import struct
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 _HEADER = struct.Struct(">I")
@@ -94,6 +96,18 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
+def _enforce_grants() -> None:
+    """The function's declared grants, checked on every AWS call it makes (``grants.py`` beside this file)."""
+    spec = importlib.util.spec_from_file_location("_loopml_local_grants", Path(__file__).with_name("grants.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError("grants.py is missing beside the worker")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    policy = os.environ.pop(module.ENV, None)
+    if policy is not None:
+        module.install(policy, os.environ["AWS_LAMBDA_FUNCTION_NAME"])
+
+
 def main() -> None:
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     request_fd, response_fd = int(sys.argv[1]), int(sys.argv[2])
@@ -102,6 +116,7 @@ def main() -> None:
     excluded = set(json.loads(sys.argv[6]))
     sys.path[:] = [code_dir, *layer_dirs] + [p for p in sys.path if os.path.realpath(p) not in excluded]
     os.chdir(code_dir)
+    _enforce_grants()
 
     started = time.perf_counter()
     module_name, _, function_name = handler_spec.rpartition(".")

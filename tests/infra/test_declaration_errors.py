@@ -11,9 +11,8 @@ from aws_cdk import aws_iam as iam
 from infra.constructs.deployment import Deployment, parse_provisioned
 from infra.constructs.function import DeclaredFunction, MissingFunctionCode
 from infra.constructs.nag import flatten, reason_for, wildcard_findings
-from infra.constructs.resources import DeclarationError
 from infra.stack import UnexplainedWildcard
-from loopml.topology import FunctionSpec, Grant, Route, Topology
+from loopml.topology import FunctionSpec, Route, Topology
 from tests.infra.conftest import SAMPLE_TOPOLOGY, Synth, build_sample
 
 pytestmark = pytest.mark.infra
@@ -25,31 +24,6 @@ def test_a_declared_function_without_code_fails_synth(tmp_path: Path) -> None:
     )
     with pytest.raises(MissingFunctionCode, match=r"'feedback' is declared .* functions/feedback/app\.py"):
         build_sample(tmp_path, topology=topology)  # writes handlers for the sample's functions only
-
-
-def test_an_undeclared_reference_fails_synth(tmp_path: Path) -> None:
-    broken = SAMPLE_TOPOLOGY.functions[0].model_copy(
-        update={"grants": (Grant(kind="bucket", name="nope", access="read", prefixes=("models/",)),)}
-    )
-    topology = SAMPLE_TOPOLOGY.model_copy(update={"functions": (broken, *SAMPLE_TOPOLOGY.functions[1:])})
-    with pytest.raises(DeclarationError, match="bucket 'nope' is referenced but not declared"):
-        build_sample(tmp_path, topology=topology)
-
-
-def test_an_access_that_does_not_fit_the_resource_fails_synth(tmp_path: Path) -> None:
-    broken = SAMPLE_TOPOLOGY.functions[0].model_copy(
-        update={"grants": (Grant(kind="queue", name="capture", access="start"),)}
-    )
-    topology = SAMPLE_TOPOLOGY.model_copy(update={"functions": (broken, *SAMPLE_TOPOLOGY.functions[1:])})
-    with pytest.raises(DeclarationError, match="access 'start' does not apply to a queue"):
-        build_sample(tmp_path, topology=topology)
-
-
-def test_a_consumer_slower_than_its_queue_visibility_fails_synth(tmp_path: Path) -> None:
-    worker = SAMPLE_TOPOLOGY.function("worker").model_copy(update={"timeout_s": 600})
-    functions = tuple(worker if f.name == "worker" else f for f in SAMPLE_TOPOLOGY.functions)
-    with pytest.raises(DeclarationError, match="'capture' has a 180s visibility timeout"):
-        build_sample(tmp_path, topology=SAMPLE_TOPOLOGY.model_copy(update={"functions": functions}))
 
 
 def test_a_hand_written_wildcard_is_not_silently_acknowledged(tmp_path: Path) -> None:

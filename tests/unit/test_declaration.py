@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from loopml.topology import TOPOLOGY
+import pytest
+from pydantic import ValidationError
+
+from loopml.topology import TOPOLOGY, Topology
 from tests.conftest import ROOT
 
 
@@ -28,3 +31,61 @@ def test_every_sample_event_is_json_of_a_known_trigger_shape() -> None:
             "state machine": "step" in event or "model" in event,
         }
         assert any(shapes.values()), f"{path.relative_to(ROOT)} is not an API, SQS, schedule or workflow event"
+
+
+# --- the declaration refuses what CDK or AWS would refuse, for the local stack and CDK alike ----------
+def _with(**changes: object) -> dict[str, object]:
+    """TOPOLOGY as plain data with one function changed (or anything else): validated again."""
+    data = TOPOLOGY.model_dump()
+    for name, value in changes.items():
+        data[name] = value
+    return data
+
+
+def _changed_function(name: str, **fields: object) -> dict[str, object]:
+    data = TOPOLOGY.model_dump()
+    data["functions"] = [{**f, **fields} if f["name"] == name else f for f in data["functions"]]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            _changed_function(
+                "inference", grants=[{"kind": "bucket", "name": "nope", "access": "read", "prefixes": ["models/"]}]
+            ),
+            "function 'inference': bucket 'nope' is referenced but not declared",
+        ),
+        (
+            _changed_function("inference", grants=[{"kind": "queue", "name": "capture", "access": "start"}]),
+            "access 'start' does not apply to a queue ('capture'; it takes consume, send)",
+        ),
+        (
+            _changed_function("inference", resources={"X": {"kind": "table", "name": "review", "attribute": "url"}}),
+            "a table has no 'url' attribute",
+        ),
+        (
+            _changed_function("drift", resources={"X": {"kind": "state_machine", "name": "elsewhere"}}),
+            "function 'drift' X: state_machine 'elsewhere' is referenced but not declared",
+        ),
+        (_changed_function("feedback", timeout_s=600), "queue 'capture' has a 120s visibility timeout"),
+        (
+            _changed_function("drift", routes=[{"method": "POST", "path": "/predict"}]),
+            "route POST /predict is declared twice (inference, drift)",
+        ),
+        (
+            _changed_function("starter", event_sources=[{"queue": "missing"}]),
+            "function 'starter': queue 'missing' is referenced but not declared",
+        ),
+    ],
+    ids=["undeclared grant", "wrong access", "wrong attribute", "undeclared ref", "slow consumer", "route", "queue"],
+)
+def test_a_declaration_cdk_would_refuse_is_refused_everywhere(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Topology.model_validate(change)
+    assert message in str(caught.value)
+
+
+def test_the_declaration_as_it_is_validates() -> None:
+    assert Topology.model_validate(_with()) == TOPOLOGY

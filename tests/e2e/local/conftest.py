@@ -11,12 +11,14 @@ from loopml.topology import (
     BucketSpec,
     EventSource,
     FunctionSpec,
+    Grant,
     QueueSpec,
     Ref,
     Route,
     Schedule,
     StateMachineSpec,
     Topology,
+    bucket,
 )
 from loopml_dev.local import LocalStack
 from tests.e2e.conftest import LogSink
@@ -36,6 +38,7 @@ TEST_TOPOLOGY = Topology(
             timeout_s=2,
             environment={"STATIC": "yes"},
             resources={"RESULTS_BUCKET": Ref(kind="bucket", name="results")},
+            grants=(bucket("results", "write", "after/"),),  # post-invoke markers, and nothing else
             routes=(
                 Route(method="GET", path="/echo/{id}", auth="none"),
                 Route(method="POST", path="/echo", auth="none"),
@@ -63,6 +66,7 @@ TEST_TOPOLOGY = Topology(
             memory_mb=256,
             timeout_s=10,
             resources={"RESULTS_BUCKET": Ref(kind="bucket", name="results")},
+            grants=(bucket("results", "write", "processed/"), Grant(kind="queue", name="work", access="consume")),
             event_sources=(EventSource(queue="work", batch_size=10, max_batching_window_s=1),),
         ),
     ),

@@ -107,6 +107,17 @@ def test_post_invoke_hooks_run_after_the_response(stack):
     assert s3.get_object(Bucket="loopml-test-results", Key="after/marker")["Body"].read() == b"after"
 
 
+def test_a_call_outside_the_functions_grants_is_refused_as_on_aws(stack):
+    """echo may write after/ of the results bucket and nothing else: moto would serve any call."""
+    stack.client("s3").put_object(Bucket="loopml-test-results", Key="private/x", Body=b"secret")
+    _, body = _invoke(stack, "echo", {"read": "private/x"}, Qualifier="live")
+    assert body["error"]["Code"] == "AccessDenied"
+    assert "s3:GetObject on resource: loopml-test-results/private/x" in body["error"]["Message"]
+    assert "assumed-role/loopml-test-echo" in body["error"]["Message"]
+    _, granted_but_write_only = _invoke(stack, "echo", {"read": "after/marker"}, Qualifier="live")
+    assert granted_but_write_only["error"]["Code"] == "AccessDenied"  # "write" does not read
+
+
 def test_timeout_kills_the_worker_and_reports_sandbox_timedout(stack):
     started = time.monotonic()
     response, body = _invoke(stack, "echo", {"sleep": 5}, Qualifier="live")

@@ -1,25 +1,24 @@
-"""The declared queues (each with its dead-letter queue and alarm) and DynamoDB tables."""
+"""The declared queues, each with its dead-letter queue and an alarm on the dead-letter queue's depth."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.deployment import Deployment
 from infra.constructs.observability import Observability, WatchedQueue
 from infra.constructs.resources import Resources, pascal
-from loopml.topology import QueueSpec, TableSpec, dlq_name
+from loopml.topology import QueueSpec, dlq_name
 
 DLQ_RETENTION = Duration.days(14)  # the maximum: time to inspect and redrive poison messages
 
 
-class DataCapture(Construct):
-    """Encrypted TLS-only queues whose poison messages land in an alarmed DLQ; on-demand tables."""
+class Queues(Construct):
+    """Encrypted TLS-only queues whose poison messages land in an alarmed DLQ."""
 
     def __init__(
         self,
@@ -28,7 +27,6 @@ class DataCapture(Construct):
         *,
         deployment: Deployment,
         queues: Sequence[QueueSpec],
-        tables: Sequence[TableSpec],
         resources: Resources,
         observability: Observability,
     ) -> None:
@@ -68,22 +66,4 @@ class DataCapture(Construct):
                 )
             )
             resources.queues[spec.name] = queue
-            resources.queue_specs[spec.name] = spec
             self.watched[spec.name] = WatchedQueue(queue, dlq)
-        self.tables: dict[str, dynamodb.Table] = {}
-        for table_spec in tables:
-            table = dynamodb.Table(
-                self,
-                pascal(table_spec.name),
-                table_name=deployment.name(table_spec.name),
-                partition_key=dynamodb.Attribute(name=table_spec.partition_key, type=dynamodb.AttributeType.STRING),
-                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                    point_in_time_recovery_enabled=True
-                ),
-                time_to_live_attribute=table_spec.ttl_attribute,
-                encryption=dynamodb.TableEncryption.AWS_MANAGED,
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            resources.tables[table_spec.name] = table
-            self.tables[table_spec.name] = table

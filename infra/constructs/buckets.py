@@ -1,4 +1,4 @@
-"""The declared buckets (model registry, captured data) and the bucket receiving their access logs."""
+"""The declared buckets (the models bucket: registry, dataset, uploads, reports) and their access-log bucket."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _bucket_name(deployment: Deployment, name: str) -> str:
     return f"{deployment.name(name)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
 
-class ModelStore(Construct):
+class Buckets(Construct):
     """Versioned, encrypted, TLS-only, private buckets with access logs and lifecycle rules."""
 
     def __init__(
