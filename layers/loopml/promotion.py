@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from loopml.errors import IntegrityError, NotFound, VersionConflict
+from loopml.inference.models import pinned_environment
 from loopml.registry import HistoryEvent, ModelRegistry
 
 
@@ -113,8 +114,7 @@ class Promotion:
                 f"alias live of {model} sends traffic to a canary ({split}, primary {primary}); wait for the "
                 "retraining to end, or pass --force to end the canary"
             )
-        variables = {"MODEL_VERSION": str(version), "SERVING_FAULT": ""}  # a drill fault never carries over
-        lambda_version = self.alias.publish(variables, f"{model} v{version}: {reason}")
+        lambda_version = self.alias.publish(pinned_environment(version), f"{model} v{version}: {reason}")
         return self.serve(model, version, lambda_version, actor, reason, action=action)
 
     def previous_champion(self, model: str) -> int:

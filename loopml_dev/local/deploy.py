@@ -28,7 +28,7 @@ from loopml.adapters.aws import error_code
 from loopml.errors import ConfigurationError
 from loopml.topology import FunctionSpec, Ref, Topology, dlq_name, physical_name
 from loopml_dev.local import grants
-from loopml_dev.local.runtime import CodeStore
+from loopml_dev.local.code_store import CodeStore
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 LAMBDA_RUNTIME = "python3.12"

@@ -21,7 +21,8 @@ import threading
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from loopml_dev.local.runtime import FunctionNotFound, Runtime
+from loopml_dev.local.code_store import FunctionNotFound
+from loopml_dev.local.runtime import Runtime
 from loopml_dev.local.server import LoopbackHandler, LoopbackServer
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")

@@ -11,13 +11,10 @@ door (``invalidate``), so ``update_alias(RoutingConfig=...)`` takes effect on th
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
@@ -25,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,64 +29,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from loopml.errors import NotFound
+from loopml_dev.local.code_store import CodeStore, FunctionNotFound
+from loopml_dev.local.frames import FrameTimeout, PeerExited, read_frame, write_frame
 from loopml_dev.local.grants import ENV as GRANTS_ENV
-from loopml_dev.local.worker import _HEADER
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
 _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "SYSTEMROOT")
 _CONFIG_TTL_S = 30.0
 _INIT_LIMIT_S = 10.0
-
-
-class FunctionNotFound(NotFound):
-    """The function, version or alias does not exist in moto's Lambda store."""
-
-
-class CodeStore:
-    """Deployed zips keyed by SHA-256, each extracted once into its own folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def sha256(data: bytes) -> str:
-        """Lambda's ``CodeSha256``: the base64 of the zip's SHA-256 digest."""
-        return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-    def _hex(self, sha_b64: str) -> str:
-        return base64.b64decode(sha_b64).hex()
-
-    def put(self, data: bytes) -> str:
-        sha = self.sha256(data)
-        path = self.root / f"{self._hex(sha)}.zip"
-        if not path.exists():
-            tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        return sha
-
-    def has(self, sha_b64: str) -> bool:
-        return (self.root / f"{self._hex(sha_b64)}.zip").exists()
-
-    def extracted(self, sha_b64: str) -> Path:
-        hex_digest = self._hex(sha_b64)
-        target = self.root / hex_digest
-        with self._lock:
-            if not (target / ".complete").exists():
-                archive = self.root / f"{hex_digest}.zip"
-                if not archive.exists():
-                    raise FunctionNotFound(
-                        f"no code zip with CodeSha256 {sha_b64} in {self.root}: deploy it through the local "
-                        "stack (create_function/update_function_code with ZipFile)"
-                    )
-                shutil.rmtree(target, ignore_errors=True)
-                with zipfile.ZipFile(archive) as zf:
-                    zf.extractall(target)
-                (target / ".complete").touch()
-        return target
 
 
 @dataclass
@@ -157,45 +103,6 @@ class _Worker:
                 os.close(self.response_fd)
             if self.tmp_dir is not None:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-
-class _Timeout(Exception):
-    pass
-
-
-class _Exited(Exception):
-    pass
-
-
-def _read_frame(fd: int, deadline: float) -> dict[str, Any]:
-    header = _read_exact(fd, _HEADER.size, deadline)
-    (length,) = _HEADER.unpack(header)
-    frame: dict[str, Any] = json.loads(_read_exact(fd, length, deadline))
-    return frame
-
-
-def _read_exact(fd: int, size: int, deadline: float) -> bytes:
-    chunks = []
-    while size:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _Timeout
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            raise _Timeout
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            raise _Exited
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _write_frame(fd: int, message: dict[str, Any]) -> None:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    data = memoryview(_HEADER.pack(len(body)) + body)
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def parse_function_name(function: str, qualifier: str | None) -> tuple[str, str | None]:
@@ -487,8 +394,8 @@ class Runtime:
                 # Init has its own limit (10 s on Lambda; never less than the function timeout here, as a
                 # laptop's first import of scipy can be slow) and does not eat into the invocation's time.
                 try:
-                    ready = _read_frame(worker.response_fd, time.monotonic() + max(_INIT_LIMIT_S, timeout_s))
-                except _Timeout:
+                    ready = read_frame(worker.response_fd, time.monotonic() + max(_INIT_LIMIT_S, timeout_s))
+                except FrameTimeout:
                     worker.dead = True
                     return {
                         "type": "error",
@@ -505,10 +412,10 @@ class Runtime:
                 worker.dead = True
                 return {"type": "error", "error": worker.init_error}
             if worker.pending_idle:  # the previous invocation's post-invoke hooks, still running
-                _read_frame(worker.response_fd, time.monotonic() + timeout_s)
+                read_frame(worker.response_fd, time.monotonic() + timeout_s)
                 worker.pending_idle = False
             deadline = time.monotonic() + timeout_s
-            _write_frame(
+            write_frame(
                 worker.request_fd,
                 {
                     "request_id": request_id,
@@ -518,13 +425,13 @@ class Runtime:
                     "client_context": client_context,
                 },
             )
-            frame = _read_frame(worker.response_fd, deadline)
+            frame = read_frame(worker.response_fd, deadline)
             worker.pending_idle = True
             worker.invocations += 1
             if worker.cold_start_ms is None:
                 worker.cold_start_ms = (time.perf_counter() - worker.spawned) * 1000
             return frame
-        except _Timeout:
+        except FrameTimeout:
             worker.dead = True
             return {
                 "type": "error",
@@ -533,7 +440,7 @@ class Runtime:
                     "errorMessage": (f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"),
                 },
             }
-        except (_Exited, OSError):
+        except (PeerExited, OSError):
             worker.dead = True
             code = worker.process.wait()
             return {

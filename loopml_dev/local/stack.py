@@ -26,37 +26,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 import loopml
 from loopml.errors import ConfigurationError
 from loopml.topology import TOPOLOGY, Topology, physical_name
 from loopml_dev.local.alarms import AlarmEvaluator
 from loopml_dev.local.apigw import ApiGateway
+from loopml_dev.local.clients import Clients
+from loopml_dev.local.code_store import CodeStore
 from loopml_dev.local.deploy import ACCOUNT_ID, Deployer, Deployment
 from loopml_dev.local.gateway import FrontDoor
 from loopml_dev.local.metrics import MetricsSink
 from loopml_dev.local.moto_server import MotoServer
 from loopml_dev.local.persistence import STATE_FOLDERS, StatePersistence
 from loopml_dev.local.pollers import SqsPoller
-from loopml_dev.local.runtime import CodeStore, InvokeResult, Runtime, WorkerStats
+from loopml_dev.local.runtime import InvokeResult, Runtime, WorkerStats
 from loopml_dev.local.schedules import Scheduler
 from loopml_dev.local.watches import ExecutionWatcher
 
 _PACKAGE_DIR = Path(loopml.__file__).resolve().parent  # the runtime library, which is the layer as it is
 DEFAULT_REPO_ROOT = _PACKAGE_DIR.parents[1]  # layers/loopml -> repo
-
-
-_SESSION_LOCK = threading.Lock()
-_SESSIONS: list[boto3.session.Session] = []
-
-
-def _session() -> boto3.session.Session:
-    """Shared by every stack in the process (call with ``_SESSION_LOCK`` held: sessions are not thread-safe)."""
-    if not _SESSIONS:
-        _SESSIONS.append(boto3.session.Session())
-    return _SESSIONS[0]
 
 
 def free_port() -> int:
@@ -146,7 +134,7 @@ class LocalStack:
         self.alarm_interval_s = alarm_interval_s
         self._metrics: MetricsSink | None = None
         self._alarms: AlarmEvaluator | None = None
-        self._clients: dict[str, Any] = {}
+        self._clients = Clients(self.region)
 
         self._moto: MotoServer | None = None
         self._front_door: FrontDoor | None = None
@@ -188,8 +176,8 @@ class LocalStack:
         code_store = CodeStore(self.state_dir / "code")
         moto_port = free_port()
         moto_url = f"http://127.0.0.1:{moto_port}"
-        moto_lambda = self._boto("lambda", moto_url)
-        self._metrics = MetricsSink(self._boto("cloudwatch", moto_url), log=self._function_log)
+        moto_lambda = self._clients.get("lambda", moto_url)
+        self._metrics = MetricsSink(self._clients.get("cloudwatch", moto_url), log=self._function_log)
         # The front door binds first: moto must know its port (MOTO_PORT) for Step Functions' calls.
         runtime = Runtime(
             moto_lambda,
@@ -233,7 +221,7 @@ class LocalStack:
         )
         runtime.grants = self._deployer.deployment.grants  # filled as functions deploy: enforced per call
         self._deployer.deploy(self.env_overrides, notifications=False)
-        persistence = StatePersistence(self.state_dir, lambda service: self._boto(service, moto_url))
+        persistence = StatePersistence(self.state_dir, lambda service: self._clients.get(service, moto_url))
         self._persistence = persistence
         objects = persistence.restore_s3()
         items = persistence.restore_tables(self._tables())
@@ -245,7 +233,7 @@ class LocalStack:
             )
         self._deployer.deploy_notifications()  # after the restore: restored objects are no new uploads
 
-        moto_sqs = self._boto("sqs", self._moto.url)
+        moto_sqs = self._clients.get("sqs", self._moto.url)
         deployment = self._deployer.deployment
         for spec in self.topology.functions:
             for source in spec.event_sources:
@@ -296,7 +284,7 @@ class LocalStack:
             raise ConfigurationError(f"cannot listen on 127.0.0.1:{self._api_port} for the API: {exc}") from None
         self._api.start()
         self._alarms = AlarmEvaluator(
-            self._boto("cloudwatch", self._moto.url), self.alarm_interval_s, self._function_log
+            self._clients.get("cloudwatch", self._moto.url), self.alarm_interval_s, self._function_log
         )
         if self.alarm_interval_s > 0:
             self._alarms.start()
@@ -377,26 +365,9 @@ class LocalStack:
             raise ConfigurationError("the local stack is not started")
         return self._runtime
 
-    def _boto(self, service: str, endpoint: str) -> Any:
-        key = f"{service}@{endpoint}"
-        with _SESSION_LOCK:  # one session: botocore loads each service model once (~100 ms each)
-            cached = self._clients.get(key)
-            if cached is not None:
-                return cached
-            client = _session().client(
-                service,  # type: ignore[call-overload]
-                endpoint_url=endpoint,
-                region_name=self.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
-                config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=32),
-            )
-            self._clients[key] = client
-            return client
-
     def client(self, service: str) -> Any:
         """A boto3 client bound to the front door (cached; boto3 clients are thread-safe)."""
-        return self._boto(service, self.aws_endpoint)
+        return self._clients.get(service, self.aws_endpoint)
 
     def function_name(self, function: str) -> str:
         return physical_name(self.stage, function)

@@ -2,9 +2,9 @@
 
 Run as a script (never imported as ``loopml_dev.local.worker`` in the child) so that nothing from the
 repository is imported before ``sys.path`` is set the way Lambda sets it: the function's code, then its
-layers, then the dependency layer (the venv's site-packages). Frames on two dedicated pipes carry
-requests and responses (4-byte big-endian length + JSON); stdout and stderr stay free for the handler
-and are forwarded by the parent with a ``[function:version]`` prefix.
+layers, then the dependency layer (the venv's site-packages). Frames (``frames.py``, shared with the
+runtime) on two dedicated pipes carry requests and responses; stdout and stderr stay free for the
+handler and are forwarded by the parent with a ``[function:version]`` prefix.
 
 Protocol (child side): after init, one ``{"type": "ready", "init_ms": ...}`` frame (or ``init_error``).
 Per request: ``{"type": "result", "payload": str}`` or ``{"type": "error", "error": {...}}``, then,
@@ -17,47 +17,26 @@ import importlib
 import importlib.util
 import json
 import os
-import struct
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-_HEADER = struct.Struct(">I")
+
+def _sibling(name: str) -> ModuleType:
+    """A module beside this script, loaded by path under a private name (the handler's imports stay its own)."""
+    spec = importlib.util.spec_from_file_location(f"_loopml_local_{name}", Path(__file__).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{name}.py is missing beside the worker")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def read_frame(fd: int) -> dict[str, Any] | None:
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (length,) = _HEADER.unpack(header)
-    body = _read_exact(fd, length)
-    if body is None:
-        return None
-    result: dict[str, Any] = json.loads(body)
-    return result
-
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = os.read(fd, size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def write_frame(fd: int, message: dict[str, Any]) -> None:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    data = _HEADER.pack(len(body)) + body
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+frames = _sibling("frames")
 
 
 class LambdaContext:
@@ -98,11 +77,7 @@ def _exit_with_parent() -> None:
 
 def _enforce_grants() -> None:
     """The function's declared grants, checked on every AWS call it makes (``grants.py`` beside this file)."""
-    spec = importlib.util.spec_from_file_location("_loopml_local_grants", Path(__file__).with_name("grants.py"))
-    if spec is None or spec.loader is None:
-        raise ImportError("grants.py is missing beside the worker")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _sibling("grants")
     policy = os.environ.pop(module.ENV, None)
     if policy is not None:
         module.install(policy, os.environ["AWS_LAMBDA_FUNCTION_NAME"])
@@ -135,7 +110,7 @@ def main() -> None:
         elif isinstance(exc, AttributeError) and "module" in locals():
             failure["errorType"] = "Runtime.HandlerNotFound"
             failure["errorMessage"] = f"Handler '{function_name}' missing on module '{module_name}'"
-        write_frame(response_fd, {"type": "init_error", "error": failure})
+        frames.write_frame(response_fd, {"type": "init_error", "error": failure})
         return
     try:
         from loopml.lifecycle import run_post_invoke  # from the layer the function references
@@ -145,11 +120,12 @@ def main() -> None:
             return None
 
     init_ms = (time.perf_counter() - started) * 1000
-    write_frame(response_fd, {"type": "ready", "init_ms": init_ms})
+    frames.write_frame(response_fd, {"type": "ready", "init_ms": init_ms})
 
     while True:
-        request = read_frame(request_fd)
-        if request is None:
+        try:
+            request = frames.read_frame(request_fd)
+        except frames.PeerExited:  # the runtime closed the pipe: this environment is done
             return
         context = LambdaContext(request)
         try:
@@ -159,14 +135,14 @@ def main() -> None:
         except Exception as exc:
             sys.stdout.flush()
             traceback.print_exc()
-            write_frame(response_fd, {"type": "error", "error": _error(exc)})
+            frames.write_frame(response_fd, {"type": "error", "error": _error(exc)})
         else:
             sys.stdout.flush()
-            write_frame(response_fd, {"type": "result", "payload": payload})
+            frames.write_frame(response_fd, {"type": "result", "payload": payload})
         run_post_invoke()  # after the response: like an internal extension, outside the caller's latency
         sys.stdout.flush()
         sys.stderr.flush()
-        write_frame(response_fd, {"type": "idle"})
+        frames.write_frame(response_fd, {"type": "idle"})
 
 
 if __name__ == "__main__":

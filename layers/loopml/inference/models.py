@@ -101,3 +101,15 @@ PREDICT_RESPONSES: dict[int, Any] = {
     422: {"description": "Invalid body or feature values; `detail` names each field"},
     503: {"description": "No verified model to serve; retry after `Retry-After` seconds"},
 }
+
+
+# --- what the retraining workflow and promotions set on a published inference version --------------
+def pinned_environment(version: int, fault: str = "") -> dict[str, str]:
+    """The variables that pin a published inference version to one model version: ``model_version``
+    and ``serving_fault`` of ``InferenceSettings`` (a drill's fault never carries over unless set)."""
+    return {"MODEL_VERSION": str(version), "SERVING_FAULT": fault}
+
+
+def served_model(environment: dict[str, str]) -> str | None:
+    """The model an inference function's environment serves (its ``model_name``)."""
+    return environment.get("MODEL_NAME")

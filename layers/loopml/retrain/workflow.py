@@ -20,17 +20,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import ValidationError
 
-from loopml import keys
 from loopml.capture import CapturedRow
-from loopml.data import read_table, sha256_hex, write_csv
-from loopml.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
+from loopml.data import read_table
+from loopml.errors import ConfigurationError, InvalidInput
+from loopml.inference.models import pinned_environment, served_model
 from loopml.observability import logger
 from loopml.promotion import Promotion
 from loopml.registry import (
-    DataLineage,
     HistoryAction,
     HistoryEvent,
     ModelMetadata,
@@ -41,8 +39,9 @@ from loopml.registry import (
 from loopml.retrain.adapters import InferenceAlias, ServingMetrics
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.canary import judge
-from loopml.retrain.dataset import WEIGHT, LabelPolicy, clean_columns, clean_row, combine, select_feedback
+from loopml.retrain.dataset import WEIGHT, LabelPolicy, clean_columns, combine, select_feedback
 from loopml.retrain.errors import ModelNotServed
+from loopml.retrain.evidence import online_accuracy, with_confidences
 from loopml.retrain.faults import FaultInjector
 from loopml.retrain.gate import gate
 from loopml.retrain.lock import RetrainLock
@@ -63,7 +62,8 @@ from loopml.retrain.models import (
     Verdict,
     VersionMetrics,
 )
-from loopml.schema import encode_labels, to_matrix
+from loopml.retrain.runs import RunStore
+from loopml.schema import FeatureSchema, encode_labels
 from loopml.store import ObjectStore
 from loopml.training import TrainingParams, metadata_for, train, validation_split
 
@@ -90,6 +90,7 @@ class RetrainWorkflow:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
+        self.runs = RunStore(store)
         self.registry = ModelRegistry(store, clock)
         self.alias = alias
         self.metrics = metrics
@@ -135,10 +136,6 @@ class RetrainWorkflow:
     def _actor(run: RunConfig) -> str:
         return f"retrain:{run.run_id}"
 
-    @staticmethod
-    def _prefix(run: RunConfig) -> str:
-        return keys.run_prefix(run.model, run.run_id)
-
     def _record(
         self,
         run: RunConfig,
@@ -161,34 +158,6 @@ class RetrainWorkflow:
             )
         )
 
-    def _key_of(self, uri: str) -> str:
-        prefix = f"s3://{self.store.bucket}/"
-        if not uri.startswith(prefix):
-            raise InvalidInput(
-                f"data_uri {uri!r} must be in the model bucket ({prefix}...)",
-                [{"loc": ["data_uri"], "msg": f"must start with {prefix}", "type": "value_error"}],
-            )
-        return uri[len(prefix) :]
-
-    def _snapshot(self, run: RunConfig, name: str, columns: dict[str, list[Any]]) -> DataLineage:
-        data = write_csv(columns)
-        key = keys.dataset_key(run.model, "retrain", run.run_id, f"{name}.csv")
-        self.store.put(key, data)
-        return DataLineage(uri=self.store.uri(key), sha256=sha256_hex(data), rows=len(next(iter(columns.values()))))
-
-    def _read_snapshot(self, lineage: DataLineage) -> dict[str, list[Any]]:
-        key = self._key_of(lineage.uri)
-        data = self.store.get(key)
-        if sha256_hex(data) != lineage.sha256:
-            raise IntegrityError(f"{lineage.uri}: SHA-256 differs from the snapshot taken for this run")
-        return read_table(data, key)
-
-    def _marker(self, run: RunConfig, name: str) -> bytes | None:
-        try:
-            return self.store.get(self._prefix(run) + name)
-        except NotFound:
-            return None
-
     # --- steps ----------------------------------------------------------------------------------
     def start(self, raw: Any, execution: str | None) -> RunConfig:
         """Validate the input and take the model's lock."""
@@ -202,7 +171,7 @@ class RetrainWorkflow:
         return run
 
     def _require_served(self, model: str) -> None:
-        served = self.alias.environment().get("MODEL_NAME")
+        served = served_model(self.alias.environment())
         if served is not None and served != model:
             raise ModelNotServed(
                 f"model {model!r} is not served by this deployment ({self.alias.function} serves {served!r}): "
@@ -227,16 +196,13 @@ class RetrainWorkflow:
         champion = self.registry.resolve(run.model, "champion")
         meta = self.registry.metadata(run.model, champion)
         base_uri = run.data_uri or meta.training_data.uri
-        key = self._key_of(base_uri)
-        try:
-            data = self.store.get(key)
-        except NotFound:
-            raise InvalidInput(f"training data {base_uri} does not exist") from None
-        if run.data_uri is None and sha256_hex(data) != meta.training_data.sha256:
-            raise IntegrityError(f"{base_uri} changed since champion v{champion} was trained on it")
-        base = read_table(data, key)
+        if run.data_uri is None:
+            base = self.runs.champion_data(meta)
+        else:
+            data, key = self.runs.read(run.data_uri)
+            base = read_table(data, key)
         schema = meta.feature_schema
-        champion_data = base if run.data_uri is None else self._champion_data(meta)
+        champion_data = base if run.data_uri is None else self.runs.champion_data(meta)
         golden_rows, fit_rows = self._champion_validation(champion_data, meta)
         if run.data_uri is None:  # the champion's validation rows are the golden set: never trained on
             base = {name: [values[i] for i in fit_rows] for name, values in base.items()}
@@ -257,27 +223,20 @@ class RetrainWorkflow:
         n_golden = len(golden[schema.target])
         snapshot = DatasetSnapshot(
             champion_version=champion,
-            train=self._snapshot(run, "train", prepared.train),
-            holdout=self._snapshot(run, "holdout", prepared.holdout),
+            train=self.runs.snapshot(run, "train", prepared.train),
+            holdout=self.runs.snapshot(run, "holdout", prepared.holdout),
             base_uri=base_uri,
             base_rows=prepared.base_rows,
             feedback_rows=prepared.feedback_rows,
             duplicates_removed=prepared.duplicates_removed,
             invalid_rows=prepared.invalid_rows,
             holdout_method=prepared.holdout_method,
-            golden=self._snapshot(run, "golden", golden) if n_golden else None,
+            golden=self.runs.snapshot(run, "golden", golden) if n_golden else None,
             golden_rows=n_golden,
             notes=selection.notes,
         )
         logger.info("dataset prepared", extra=snapshot.model_dump(mode="json"))
         return snapshot
-
-    def _champion_data(self, meta: ModelMetadata) -> dict[str, list[Any]]:
-        key = self._key_of(meta.training_data.uri)
-        data = self.store.get(key)
-        if sha256_hex(data) != meta.training_data.sha256:
-            raise IntegrityError(f"{meta.training_data.uri} changed since champion v{meta.version} was trained on it")
-        return read_table(data, key)
 
     @staticmethod
     def _champion_validation(
@@ -298,21 +257,11 @@ class RetrainWorkflow:
         run, dataset = state.run, _need(state.dataset, "dataset")
         champion = self.registry.metadata(run.model, dataset.champion_version)
         params = TrainingParams.model_validate({**champion.params, **run.params})
-        columns = self._read_snapshot(dataset.train)
+        columns = self.runs.read_snapshot(dataset.train)
         weights = [float(w) for w in columns.pop(WEIGHT)] if WEIGHT in columns else None
         trained = train(columns, champion.feature_schema, params, sample_weight=weights)
         meta = metadata_for(trained, run.model, dataset.train, self._actor(run), dataset.champion_version)
-        artifact = serialize_bundle(trained.bundle)
-        prefix = self._prefix(run)
-        self.store.put(prefix + "challenger.joblib", artifact)
-        self.store.put(prefix + "challenger.json", meta.model_dump_json().encode())
-        return Challenger(
-            artifact_key=prefix + "challenger.joblib",
-            sha256=sha256_hex(artifact),
-            metadata_key=prefix + "challenger.json",
-            params=params.model_dump(),
-            validation=meta.metrics,
-        )
+        return self.runs.stage_challenger(run, serialize_bundle(trained.bundle), meta, params.model_dump())
 
     def evaluate(self, state: RetrainState) -> Evaluation:
         """Challenger and champion on the same recent holdout; the gate's decision."""
@@ -323,13 +272,13 @@ class RetrainWorkflow:
         evaluation = gate(
             new["pipeline"],
             old["pipeline"],
-            self._read_snapshot(dataset.holdout),
+            self.runs.read_snapshot(dataset.holdout),
             meta.feature_schema,
             run.primary_metric,
             run.tolerance,
             run.bias_threshold,
             run.bias_tolerance,
-            golden=self._read_snapshot(dataset.golden) if dataset.golden else None,
+            golden=self.runs.read_snapshot(dataset.golden) if dataset.golden else None,
             golden_tolerance=run.golden_tolerance,
             log_loss_tolerance=run.log_loss_tolerance,
         )
@@ -350,7 +299,7 @@ class RetrainWorkflow:
             run.approval_timeout_seconds,
             evaluation.model_dump(mode="json"),
         )
-        self.store.put(self._prefix(run) + "approval.json", request.approval_id.encode())
+        self.runs.mark(run, "approval.json", request.approval_id.encode())
         logger.info(
             "approval requested: POST /approvals/{id} with {'decision': 'approve'|'reject', 'reason': ...}",
             extra={"model": run.model, "run_id": run.run_id, "approval_id": request.approval_id},
@@ -359,7 +308,7 @@ class RetrainWorkflow:
 
     def _approval_outcome(self, state: RetrainState) -> tuple[str, ApprovalOutcome | None]:
         run, error = state.run, _need(state.approval_error, "approval_error")
-        raw = self._marker(run, "approval.json")
+        raw = self.runs.marker(run, "approval.json")
         approval = raw.decode() if raw else None
         decided = self.approvals.decision(approval) if approval else None
         if decided is not None and decided.decision == "reject":
@@ -390,16 +339,13 @@ class RetrainWorkflow:
         """The staged challenger becomes a registry version (alias ``challenger``)."""
         run = state.run
         challenger: Challenger = _need(state.challenger, "challenger")
-        done = self._marker(run, "registered.json")
+        done = self.runs.marker(run, "registered.json")
         if done is not None:
             return Registered.model_validate_json(done)
-        meta = ModelMetadata.model_validate_json(self.store.get(challenger.metadata_key))
-        artifact = self.store.get(challenger.artifact_key)
-        if sha256_hex(artifact) != challenger.sha256:
-            raise IntegrityError(f"{challenger.artifact_key}: SHA-256 differs from the trained challenger")
+        meta, artifact = self.runs.challenger(challenger)
         final = self.registry.register(meta, artifact)
         registered = Registered(version=final.version)
-        self.store.put(self._prefix(run) + "registered.json", registered.model_dump_json().encode())
+        self.runs.mark(run, "registered.json", registered.model_dump_json().encode())
         self.registry.set_alias(
             run.model, "challenger", final.version, self._actor(run), f"passed the gate ({run.reason})"
         )
@@ -409,11 +355,11 @@ class RetrainWorkflow:
         """Publish an inference version pinned to the challenger; route ``canary_percent`` to it."""
         run, dataset = state.run, _need(state.dataset, "dataset")
         registered: Registered = _need(state.registered, "registered")
-        done = self._marker(run, "canary.json")
+        done = self.runs.marker(run, "canary.json")
         if done is not None:
             canary = Canary.model_validate_json(done)
         else:
-            served = self.alias.environment().get("MODEL_NAME")
+            served = served_model(self.alias.environment())
             if served is not None and served != run.model:
                 raise ConfigurationError(f"{self.alias.function} serves model {served!r}, not {run.model!r}")
             primary, weights = self.alias.routing()
@@ -423,7 +369,7 @@ class RetrainWorkflow:
                     "finish or roll back that rollout first"
                 )
             lambda_version = self.alias.publish(
-                {"MODEL_VERSION": str(registered.version), "SERVING_FAULT": run.canary_fault or ""},
+                pinned_environment(registered.version, run.canary_fault or ""),
                 f"{run.model} v{registered.version} canary ({run.run_id})",
             )
             canary = Canary(
@@ -434,7 +380,7 @@ class RetrainWorkflow:
                 canary_percent=run.canary_percent,
                 started_at=self._clock(),
             )
-            self.store.put(self._prefix(run) + "canary.json", canary.model_dump_json().encode())
+            self.runs.mark(run, "canary.json", canary.model_dump_json().encode())
         self.alias.route(canary.champion_lambda_version, canary.lambda_version, canary.canary_percent / 100)
         canary.alarms = self.metrics.create_canary_alarms(
             run.model, canary.model_version, canary.lambda_version, run.canary_policy
@@ -456,29 +402,14 @@ class RetrainWorkflow:
 
     def _online_accuracy(self, run: RunConfig, canary: Canary, now: datetime) -> OnlineAccuracy | None:
         rows = self.feedback(run.model, canary.started_at, max(now, canary.started_at + timedelta(seconds=1)))
-        if len(rows) < run.canary_policy.min_labels:
-            return OnlineAccuracy(labels=len(rows), canary=None, champion=None) if rows else None
-        meta = self.registry.metadata(run.model, canary.champion_version)
-        schema = meta.feature_schema
-        cleaned = [r for r in (clean_row(row.features, row.label, schema) for row in rows) if r is not None]
-        if len(cleaned) < run.canary_policy.min_labels:
-            return OnlineAccuracy(labels=len(cleaned), canary=None, champion=None)
-        columns = {name: [r[name] for r in cleaned] for name in [*schema.names, schema.target]}
-        matrix = to_matrix(columns, schema)
-        truth = np.asarray([str(v) for v in columns[schema.target]])
-        right = []
-        for version in (canary.model_version, canary.champion_version):
-            bundle, _, _ = self.registry.load_bundle(run.model, version)
-            predicted = np.asarray([str(v) for v in bundle["pipeline"].predict(matrix)])
-            right.append(predicted == truth)
-        champion_only = int((right[1] & ~right[0]).sum())
-        canary_only = int((right[0] & ~right[1]).sum())
-        return OnlineAccuracy(
-            labels=len(cleaned),
-            canary=round(float(right[0].mean()), 6),
-            champion=round(float(right[1].mean()), 6),
-            discordant=(champion_only, canary_only),
-        )
+
+        def pipelines() -> tuple[FeatureSchema, Any, Any]:
+            schema = self.registry.metadata(run.model, canary.champion_version).feature_schema
+            new, _, _ = self.registry.load_bundle(run.model, canary.model_version)
+            old, _, _ = self.registry.load_bundle(run.model, canary.champion_version)
+            return schema, new["pipeline"], old["pipeline"]
+
+        return online_accuracy(rows, run.canary_policy.min_labels, pipelines)
 
     def _with_captured(
         self, run: RunConfig, canary: Canary, now: datetime, new: VersionMetrics, old: VersionMetrics
@@ -487,19 +418,9 @@ class RetrainWorkflow:
         if self.captured is None:
             return new, old
         rows = self.captured(run.model, canary.started_at, max(now, canary.started_at + timedelta(seconds=1)))
-        out = []
-        for metrics, lambda_version in ((new, canary.lambda_version), (old, canary.champion_lambda_version)):
-            confidences = np.asarray([r.confidence for r in rows if r.lambda_version == lambda_version], dtype=float)
-            if len(confidences) >= 2:
-                metrics = metrics.model_copy(
-                    update={
-                        "captured": float(len(confidences)),
-                        "mean_confidence": float(confidences.mean()),
-                        "confidence_std": float(confidences.std(ddof=1)),
-                    }
-                )
-            out.append(metrics)
-        return out[0], out[1]
+        return with_confidences(new, rows, canary.lambda_version), with_confidences(
+            old, rows, canary.champion_lambda_version
+        )
 
     def check(self, state: RetrainState) -> Verdict:
         """Canary vs champion over the bake window, plus the canary's alarms."""
@@ -606,7 +527,7 @@ class RetrainWorkflow:
         error = state.error
         reason = f"{error.error}: {error.message}" if error else "failed"
         canary = state.canary
-        if canary is None and (raw := self._marker(run, "canary.json")) is not None:
+        if canary is None and (raw := self.runs.marker(run, "canary.json")) is not None:
             canary = Canary.model_validate_json(raw)
         if canary is not None:  # the marker is written before any routing: no marker, no weights of ours
             self._end_own_canary(canary)

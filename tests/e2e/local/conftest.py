@@ -64,7 +64,7 @@ TEST_TOPOLOGY = Topology(
             name="sqs_consumer",
             description="consumer",
             memory_mb=256,
-            timeout_s=10,
+            timeout_s=2,  # within the queue's 2 s visibility (the declaration refuses longer, as Lambda does)
             resources={"RESULTS_BUCKET": Ref(kind="bucket", name="results")},
             grants=(bucket("results", "write", "processed/"), Grant(kind="queue", name="work", access="consume")),
             event_sources=(EventSource(queue="work", batch_size=10, max_batching_window_s=1),),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from loopml_dev.local.pollers import failed_ids
 from loopml_dev.local.runtime import InvokeResult
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).parent / "fixtures" / "events"
@@ -39,10 +39,7 @@ def test_partial_batch_failure_deletes_good_records_once_and_redrives_the_poison
     entries[0]["MessageAttributes"] = {"kind": {"DataType": "String", "StringValue": "prediction"}}
     sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
-    deadline = time.monotonic() + 20
-    while _count(sqs, dlq) == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
-
+    wait_for(lambda: _count(sqs, dlq), 20, "the poison message in the DLQ", interval_s=0.2)
     assert _count(sqs, dlq) == 1, "the poison message must reach the DLQ after maxReceiveCount receives"
     assert _count(sqs, url) == 0
     keys = sorted(

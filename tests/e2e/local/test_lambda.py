@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +51,8 @@ def test_invoke_runs_the_published_version_with_its_code_layer_and_environment(s
     assert context["memory_limit_in_mb"] == 256
     assert 0 < context["remaining_ms"] <= 2000
     expected = f"[loopml-test-echo:{response['ExecutedVersion']}] echo invoked request {context['aws_request_id']}"
-    deadline = time.monotonic() + 5  # output is forwarded by a reader thread, asynchronously
-    while expected not in function_log.lines and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert expected in function_log.lines
+    # output is forwarded by a reader thread, asynchronously
+    wait_for(lambda: expected in function_log.lines, 5, "the handler's output forwarded", interval_s=0.02)
 
 
 def test_qualifier_forms_name_colon_alias_and_full_arn(stack):
@@ -100,10 +101,8 @@ def test_post_invoke_hooks_run_after_the_response(stack):
     started = time.monotonic()
     _invoke(stack, "echo", {"post_invoke": "after/marker"}, Qualifier="live")
     assert time.monotonic() - started < 0.8, "the 1 s hook must not delay the response"
-    deadline = time.monotonic() + 10
-    while not s3.list_objects_v2(Bucket="loopml-test-results", Prefix="after/").get("KeyCount"):
-        assert time.monotonic() < deadline, "the post-invoke hook never ran"
-        time.sleep(0.05)
+    listed = lambda: s3.list_objects_v2(Bucket="loopml-test-results", Prefix="after/").get("KeyCount")  # noqa: E731
+    wait_for(listed, 10, "the post-invoke hook's object", interval_s=0.05)
     assert s3.get_object(Bucket="loopml-test-results", Key="after/marker")["Body"].read() == b"after"
 
 
@@ -159,12 +158,14 @@ def test_dry_run_and_event_invocation_types(stack):
     )
     assert queued["StatusCode"] == 202
     s3 = stack.client("s3")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        listed = s3.list_objects_v2(Bucket="loopml-test-results", Prefix="processed/async/")
-        if listed.get("KeyCount"):
-            break
-        time.sleep(0.1)
+    listed = wait_for(
+        lambda: (
+            (found := s3.list_objects_v2(Bucket="loopml-test-results", Prefix="processed/async/"))["KeyCount"] and found
+        ),
+        10,
+        "the asynchronous invocation's object",
+        interval_s=0.1,
+    )
     assert [o["Key"] for o in listed["Contents"]] == ["processed/async/event-invoke-1"]
 
 
@@ -186,12 +187,12 @@ def test_step_functions_retry_on_custom_error_then_catch(stack):
         name="retry-catch-1",
         input=json.dumps({"mode": "flaky", "key": "sfn", "fail_times": 2}),
     )["executionArn"]
-    deadline = time.monotonic() + 30
-    while True:
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    described = wait_for(
+        lambda: (found := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and found,
+        30,
+        "the execution ended",
+        interval_s=0.2,
+    )
 
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
@@ -287,11 +288,11 @@ def test_lambda_and_emf_metrics_reach_cloudwatch_and_alarms_are_evaluated(stack)
     assert alarm["StateValue"] == "ALARM"
 
     _invoke(stack, "echo", {"emf": {"Predictions": 3}}, Qualifier="live")
-    deadline = time.monotonic() + 5  # logs reach CloudWatch asynchronously, locally as on AWS
-    while True:
+
+    def emitted() -> list[dict[str, Any]]:
         stack.flush_metrics()
         now = datetime.now(UTC)
-        stats = cloudwatch.get_metric_statistics(
+        points: list[dict[str, Any]] = cloudwatch.get_metric_statistics(
             Namespace="loopml-test",
             MetricName="Predictions",
             Dimensions=[{"Name": "service", "Value": "echo"}],
@@ -300,7 +301,8 @@ def test_lambda_and_emf_metrics_reach_cloudwatch_and_alarms_are_evaluated(stack)
             Period=60,
             Statistics=["Sum"],
         )["Datapoints"]
-        if stats or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return points
+
+    # logs reach CloudWatch asynchronously, locally as on AWS
+    stats = wait_for(emitted, 5, "the EMF metric in CloudWatch", interval_s=0.1)
     assert sum(point["Sum"] for point in stats) == 3

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from loopml.topology import BucketSpec, QueueSpec, TableSpec, Topology
 from loopml_dev.local import LocalStack, reset
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +38,8 @@ def test_state_survives_stop_and_start_then_reset_clears_it(tmp_path):
         )
         s3.put_object(Bucket=BUCKET, Key=ODD_KEY, Body=b"odd")
         s3.put_object(Bucket=BUCKET, Key="gone.txt", Body=b"soon deleted")
-        deadline = time.monotonic() + 5
-        while not (tmp_path / "s3" / BUCKET / "registry" / "v1" / "model.joblib").exists():
-            assert time.monotonic() < deadline, "the periodic snapshot never ran"
-            time.sleep(0.1)
+        snapshot = tmp_path / "s3" / BUCKET / "registry" / "v1" / "model.joblib"
+        wait_for(snapshot.exists, 5, "the periodic snapshot", interval_s=0.1)
         s3.delete_object(Bucket=BUCKET, Key="gone.txt")
         s3.create_bucket(Bucket="made-at-runtime")
         s3.put_object(Bucket="made-at-runtime", Key="k", Body=b"v")

@@ -19,7 +19,7 @@ from loopml.topology import TOPOLOGY, Topology
 from loopml_dev import datasets
 from loopml_dev.local import LocalStack
 from loopml_dev.local.up import MODEL
-from tests.e2e.conftest import served_stack
+from tests.e2e.conftest import served_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,14 +69,12 @@ class Harness:
         )
 
     def wait(self, arn: str, timeout_s: float = 150.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def ended() -> dict[str, Any] | None:
             described: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING":
-                return described
-            if time.monotonic() > deadline:
-                raise AssertionError(f"execution {arn} still running after {timeout_s} s")
-            time.sleep(0.3)
+            return described if described["status"] != "RUNNING" else None
+
+        found: dict[str, Any] = wait_for(ended, timeout_s, f"execution {arn} ended")
+        return found
 
     def run(self, name: str, payload: dict[str, Any], timeout_s: float = 150.0) -> dict[str, Any]:
         return self.wait(self.start(name, payload), timeout_s)

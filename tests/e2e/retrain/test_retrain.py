@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ import pytest
 from loopml.feedback.reader import read_captured
 from loopml_dev import datasets
 from loopml_dev.local.apigw import ADMIN_TOKEN_HEADER
+from tests.e2e.conftest import wait_for
 from tests.e2e.retrain.conftest import MODEL, Harness, run_name
 
 pytestmark = pytest.mark.e2e
@@ -105,13 +105,10 @@ def test_worse_challenger_is_gated_out(harness: Harness) -> None:
 
 
 def _wait_for_canary(harness: Harness, timeout_s: float = 90.0) -> tuple[str, dict[str, float]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        primary, weights = harness.alias()
-        if weights:
-            return primary, weights
-        time.sleep(0.2)
-    raise AssertionError("the canary was never deployed")
+    found: tuple[str, dict[str, float]] = wait_for(
+        lambda: (alias := harness.alias())[1] and alias, timeout_s, "the canary deployed", interval_s=0.2
+    )
+    return found
 
 
 def test_unhealthy_canary_is_rolled_back(harness: Harness) -> None:
@@ -188,13 +185,9 @@ def _post(harness: Harness, path: str, body: dict[str, Any]) -> tuple[int, dict[
 
 
 def _approval_id(harness: Harness, run_id: str, timeout_s: float = 90.0) -> str:
-    deadline = time.monotonic() + timeout_s
     key = f"retrain/{MODEL}/{run_id}/approval.json"
-    while time.monotonic() < deadline:
-        if key in harness.store.list_keys(key):
-            return harness.store.get(key).decode()
-        time.sleep(0.3)
-    raise AssertionError("no approval was requested")
+    wait_for(lambda: key in harness.store.list_keys(key), timeout_s, "an approval requested")
+    return harness.store.get(key).decode()
 
 
 def test_rejected_approval_deploys_nothing(harness: Harness) -> None:
@@ -286,9 +279,7 @@ def test_aborted_run_is_cleaned_up(harness: Harness) -> None:
         raise AssertionError(str(harness.sfn.describe_execution(executionArn=arn))) from None
     harness.sfn.stop_execution(executionArn=arn)
 
-    deadline = time.monotonic() + 30
-    while harness.alias()[1] and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: not harness.alias()[1], 30, "the canary's weights removed", interval_s=0.5)
     assert harness.alias() == (primary_before, {})
     assert harness.champion() == before
     failed = [e for e in harness.history(name) if e.action == "failed"]
@@ -376,9 +367,7 @@ def test_an_unknown_model_is_refused_while_another_models_canary_is_in_flight(ha
         assert harness.store.list_keys("models/nope/") == []
     finally:
         harness.sfn.stop_execution(executionArn=arn)
-    deadline = time.monotonic() + 30
-    while harness.alias()[1] and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: not harness.alias()[1], 30, "the canary's weights removed", interval_s=0.5)
 
 
 def test_a_flood_of_random_labels_cannot_promote_a_model(harness: Harness) -> None:
@@ -399,18 +388,13 @@ def test_a_flood_of_random_labels_cannot_promote_a_model(harness: Harness) -> No
         ]
         status, body = _post(harness, "/feedback", {"items": items})
         assert status == 202, body
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def labelled() -> bool:
         now = datetime.now(UTC)
-        labelled = [
-            r
-            for r in read_captured(harness.store, MODEL, now - timedelta(hours=1), now, labelled_only=True)
-            if r.prediction_id in set(pids)
-        ]
-        if len(labelled) == 500:
-            break
-        time.sleep(0.5)
-    assert len(labelled) == 500
+        rows = read_captured(harness.store, MODEL, now - timedelta(hours=1), now, labelled_only=True)
+        return len([r for r in rows if r.prediction_id in set(pids)]) == 500
+
+    wait_for(labelled, 60, "all 500 labels stored", interval_s=0.5)
 
     name = run_name("poisoned")
     result = harness.run(name, {"model": MODEL, "reason": "drift after a label flood", **FAST})

@@ -18,7 +18,7 @@ from loopml.data import write_csv
 from loopml.errors import InvalidInput
 from loopml.training import TrainedModel
 from loopml_dev import datasets
-from tests.unit.uploads_store import BUCKET, upload, with_champion
+from tests.unit.library.uploads_store import BUCKET, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from loopml.training import TrainedModel
 from loopml.uploads import Upload
 from loopml_dev import datasets
 from loopml_dev.memory import MemoryObjectStore
-from tests.unit.uploads_store import BUCKET, upload, with_champion
+from tests.unit.library.uploads_store import BUCKET, upload, with_champion
 
 NOW = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)
 ARN = "arn:aws:states:us-east-1:123456789012:execution:loopml-test-retrain:default-upload-20261125T183000"
