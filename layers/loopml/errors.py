@@ -7,7 +7,11 @@ API maps them to status codes. Rename one only together with the state machine d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class LoopmlError(Exception):
@@ -31,6 +35,17 @@ def invalid_input(what: str, errors: Sequence[Mapping[str, Any]]) -> InvalidInpu
     details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
     summary = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in details)
     return InvalidInput(f"invalid {what}: {summary}", details)
+
+
+def parse_object(model: type[M], raw: Any, what: str) -> M:
+    """``raw`` (a direct invocation's input, a state machine's) as ``model``: InvalidInput naming what
+    is wrong when it is not a JSON object, and every bad field when it does not validate."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{what} must be a JSON object, not {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_input(what, exc.errors(include_url=False)) from None
 
 
 class NotFound(LoopmlError):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from loopml.errors import InvalidInput, invalid_input
+from loopml.errors import parse_object
 from loopml.names import ModelName
 from loopml.retrain.trigger import StartPolicy, TriggerDecision
 from loopml.settings import FunctionSettings
@@ -213,9 +213,4 @@ def is_scheduled(event: dict[str, Any]) -> bool:
 
 def parse_invocation(event: Any) -> EvaluateRequest:
     """A direct invocation's JSON (Step Functions, a schedule's constant input), fields named on error."""
-    if not isinstance(event, dict):
-        raise InvalidInput("the drift function's input must be a JSON object")
-    try:
-        return EvaluateRequest.model_validate(event)
-    except ValidationError as exc:
-        raise invalid_input("drift evaluation input", exc.errors(include_url=False)) from None
+    return parse_object(EvaluateRequest, event, "drift evaluation input")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loopml.errors import InvalidInput, invalid_input
+from loopml.errors import invalid_input, parse_object
 from loopml.events import unsupported
 from loopml.names import ModelName
 from loopml.registry import DataLineage
@@ -119,12 +119,7 @@ class RetrainInput(BaseModel, extra="forbid"):
     @classmethod
     def parse(cls, raw: Any) -> RetrainInput:
         """Validate a retraining request, naming every bad field in one ``InvalidInput``."""
-        if not isinstance(raw, dict):
-            raise InvalidInput("retraining input must be a JSON object")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise invalid_input("retraining input", exc.errors(include_url=False)) from None
+        return parse_object(cls, raw, "retraining input")
 
 
 class RunConfig(RetrainInput):
