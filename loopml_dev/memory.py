@@ -1,4 +1,4 @@
-"""In memory, every port the library defines: the object store and the feedback tables.
+"""In memory, every port the library defines: the object store, the feedback tables, the executions.
 
 The one in-memory implementation every unit test and the feedback benchmark use. It keeps S3's and
 DynamoDB's semantics where loopml relies on them (conditional writes, sorted listings, idempotent
@@ -65,6 +65,26 @@ class MemoryObjectStore:
 
     def json(self, key: str) -> Any:
         return json.loads(self.get(key))
+
+
+class MemoryExecutions:
+    """``loopml.retrain.trigger.RetrainStarter`` in memory: executions by name, with switches."""
+
+    def __init__(self, running_names: list[str] | None = None, fail_with: Exception | None = None) -> None:
+        self.running_names = list(running_names or [])
+        self.fail_with = fail_with
+        self.started: list[tuple[str, dict[str, Any]]] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if any(n == name for n, _ in self.started):
+            raise VersionConflict(name)  # Step Functions refuses a second execution with one name
+        self.started.append((name, payload))
+        return f"arn:aws:states:us-east-1:123456789012:execution:retrain:{name}"
+
+    def running(self, model: str) -> list[str]:
+        return list(self.running_names)
 
 
 class _MemorySink:

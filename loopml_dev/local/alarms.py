@@ -9,10 +9,11 @@ checks) sees it. Alarm actions are not fired. Extended statistics (p99) are not 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from loopml_dev.local.periodic import Periodic
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
@@ -50,24 +51,17 @@ def evaluate(alarm: dict[str, Any], datapoints: list[dict[str, Any]], now: datet
     return "OK", f"{breaching} of the last {periods} datapoints breached {threshold} (local evaluation)"
 
 
-class AlarmEvaluator:
+class AlarmEvaluator(Periodic):
+    name = "alarm"
+
     def __init__(
         self, cloudwatch: Any, interval_s: float = 10.0, log: Callable[[str], None] = lambda message: None
     ) -> None:
+        super().__init__(interval_s, log)
         self._cloudwatch = cloudwatch
-        self._interval = interval_s
-        self._log = log
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="alarms", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+    def tick(self) -> object:
+        return self.evaluate_now()
 
     def evaluate_now(self) -> dict[str, str]:
         """Evaluates every metric alarm once; returns alarm name -> state after evaluation."""
@@ -100,10 +94,3 @@ class AlarmEvaluator:
         self._cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason)
         self._log(f"[alarm] {alarm['AlarmName']}: {current} -> {state} ({reason})")
         return state
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.evaluate_now()
-            except Exception as exc:  # evaluate again next period, but say why this one failed
-                self._log(f"[alarm] evaluation failed: {type(exc).__name__}: {exc}")

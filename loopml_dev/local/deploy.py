@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import secrets
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,11 +23,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from loopml.adapters.aws import error_code
 from loopml.errors import ConfigurationError
-from loopml.topology import FunctionSpec, Ref, Topology, dlq_name, physical_name
+from loopml.topology import FunctionSpec, Ref, Topology, physical_name
 from loopml_dev.local import grants
 from loopml_dev.local.code_store import CodeStore
+from loopml_dev.local.stores import StoreDeployer
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 LAMBDA_RUNTIME = "python3.12"
@@ -101,7 +100,7 @@ class Deployment:
     state_machines: dict[str, str] = field(default_factory=dict)  # declared name -> ARN
     secret_arns: dict[str, str] = field(default_factory=dict)
     layer_arn: str = ""
-    role_arn: str = ""
+    role_arn: str = ""  # the state machines' role; each function has its own (loopml-<stage>-<function>-role)
     grants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # physical function -> statements
 
 
@@ -134,6 +133,7 @@ class Deployer:
         self._log = log
         self.secrets_dir = secrets_dir or code_store.root.parent / "secrets"
         self.deployment = Deployment(stage=stage, region=region)
+        self.stores = StoreDeployer(client, self.name, self.deployment, self.secrets_dir, log)
         self._env_overrides: dict[str, dict[str, str]] = {}
 
     def name(self, logical: str) -> str:
@@ -143,15 +143,15 @@ class Deployer:
         """``notifications=False`` leaves bucket notifications to a later ``deploy_notifications`` call
         (the local stack restores saved objects first, so restoring fires no upload events)."""
         self._env_overrides = {k: dict(v) for k, v in (env_overrides or {}).items()}
-        self._role()
+        self.deployment.role_arn = self._role()
         for bucket in self.topology.buckets:
-            self._bucket(bucket.name)
+            self.stores.bucket(bucket.name)
         for queue in self.topology.queues:
-            self._queue(queue.name, queue.visibility_timeout_s, queue.max_receive_count, queue.retention_days)
+            self.stores.queue(queue.name, queue.visibility_timeout_s, queue.max_receive_count, queue.retention_days)
         for table in self.topology.tables:
-            self._table(table.name, table.partition_key, table.ttl_attribute)
+            self.stores.table(table.name, table.partition_key, table.ttl_attribute)
         for secret in self.topology.secrets:
-            self._secret(secret.name)
+            self.stores.secret(secret.name)
         for machine in self.topology.state_machines:  # ARNs are known before functions need them
             self.deployment.state_machines[machine.name] = self._state_machine_arn(machine.name)
         for spec in self.topology.functions:
@@ -167,114 +167,20 @@ class Deployer:
 
     def deploy_notifications(self) -> None:
         """Object-created events to the declared queues, with the queue policy S3 needs to send them."""
-        s3, sqs = self._client("s3"), self._client("sqs")
-        for bucket in self.topology.buckets:
-            physical = self.deployment.buckets[bucket.name]
-            configurations = []
-            for index, notification in enumerate(self.topology.notifications(bucket.name)):
-                rules = [{"Name": "prefix", "Value": notification.prefix}]
-                if notification.suffix:
-                    rules.append({"Name": "suffix", "Value": notification.suffix})
-                arn = self.deployment.queue_arns[notification.queue]
-                configurations.append(
-                    {
-                        "Id": f"{notification.queue}-{index}",
-                        "QueueArn": arn,
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {"Key": {"FilterRules": rules}},
-                    }
-                )
-                sqs.set_queue_attributes(
-                    QueueUrl=self.deployment.queue_urls[notification.queue],
-                    Attributes={"Policy": json.dumps(_s3_send_policy(arn, physical))},
-                )
-                self._log(f"notification s3://{physical}/{notification.prefix}* -> {self.name(notification.queue)}")
-            if configurations or bucket.notifications:
-                s3.put_bucket_notification_configuration(
-                    Bucket=physical, NotificationConfiguration={"QueueConfigurations": configurations}
-                )
+        self.stores.notifications(self.topology)
 
     # --- resources ------------------------------------------------------------------------------
-    def _role(self) -> None:
+    def _role(self, name: str = "local-role") -> str:
+        """An IAM role in moto: one per function (its grants are enforced by ``grants``), one for workflows."""
         iam = self._client("iam")
-        role_name = self.name("local-role")
+        role_name = self.name(name)
         try:
-            self.deployment.role_arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+            arn: str = iam.get_role(RoleName=role_name)["Role"]["Arn"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "NoSuchEntity":
                 raise
-            self.deployment.role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=_TRUST)["Role"][
-                "Arn"
-            ]
-
-    def _bucket(self, logical: str) -> None:
-        s3 = self._client("s3")
-        physical = self.name(logical)
-        try:
-            s3.create_bucket(Bucket=physical)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise
-        self.deployment.buckets[logical] = physical
-        self._log(f"bucket {physical}")
-
-    def _queue(self, logical: str, visibility_s: int, max_receive: int, retention_days: int) -> None:
-        sqs = self._client("sqs")
-        retention = str(min(retention_days, 14) * 86400)
-        dlq_logical = dlq_name(logical)
-        dlq_url = sqs.create_queue(QueueName=self.name(dlq_logical), Attributes={"MessageRetentionPeriod": "1209600"})[
-            "QueueUrl"
-        ]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        attributes = {
-            "VisibilityTimeout": str(visibility_s),
-            "MessageRetentionPeriod": retention,
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)}),
-        }
-        url = sqs.create_queue(QueueName=self.name(logical), Attributes=attributes)["QueueUrl"]
-        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # create_queue keeps old attributes
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.deployment.queue_urls.update({logical: url, dlq_logical: dlq_url})
-        self.deployment.queue_arns.update({logical: arn, dlq_logical: dlq_arn})
-        self._log(f"queue {self.name(logical)} (DLQ {self.name(dlq_logical)}, maxReceiveCount {max_receive})")
-
-    def _secret(self, logical: str) -> None:
-        """The value lives in the state folder (moto forgets everything), so keyed hashes survive restarts."""
-        path = self.secrets_dir / logical
-        if not path.exists():
-            self.secrets_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
-        sm = self._client("secretsmanager")
-        name = self.name(logical)
-        try:
-            arn = sm.describe_secret(SecretId=name)["ARN"]
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-            arn = sm.create_secret(Name=name, SecretString=path.read_text())["ARN"]
-        self.deployment.secret_arns[logical] = arn
-        self._log(f"secret {name}")
-
-    def _table(self, logical: str, key: str, ttl_attribute: str | None) -> None:
-        dynamodb = self._client("dynamodb")
-        physical = self.name(logical)
-        try:
-            dynamodb.create_table(
-                TableName=physical,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
-                raise
-        if ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=physical, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
-            )
-        self.deployment.tables[logical] = physical
-        self._log(f"table {physical}")
+            arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=_TRUST)["Role"]["Arn"]
+        return arn
 
     def _layer(self) -> None:
         lam = self._client("lambda")
@@ -369,7 +275,7 @@ class Deployer:
         data = function_zip(self.functions_root, logical)
         sha = self.code_store.put(data)
         config = {
-            "Role": self.deployment.role_arn,
+            "Role": self._role(f"{logical}-role"),
             "Handler": spec.handler,
             "Runtime": LAMBDA_RUNTIME,
             "Description": spec.description,
@@ -420,26 +326,11 @@ class Deployer:
             )
 
 
-def _s3_send_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
-    """What CDK's ``SqsDestination`` adds to the queue: S3 may send, for this bucket only."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
-                "Resource": queue_arn,
-                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-            }
-        ],
-    }
-
-
 def _config_differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     layers = [layer["Arn"] for layer in current.get("Layers") or []]
     return (
         current.get("Handler") != wanted["Handler"]
+        or current.get("Role") != wanted["Role"]
         or current.get("Timeout") != wanted["Timeout"]
         or current.get("MemorySize") != wanted["MemorySize"]
         or (current.get("Environment") or {}).get("Variables", {}) != wanted["Environment"]["Variables"]

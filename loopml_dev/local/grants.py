@@ -178,7 +178,7 @@ def install(policy_json: str, function: str) -> None:
         why = denial(policy, service, operation_name, api_params)
         if why is not None:
             message = (
-                f"User: arn:aws:sts::123456789012:assumed-role/{function}/{function} is {why} because no "
+                f"User: arn:aws:sts::123456789012:assumed-role/{function}-role/{function} is {why} because no "
                 "identity-based policy allows it (its grants in loopml.topology)"
             )
             code = _DENIED_CODE.get(service, "AccessDeniedException")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopml import metric_names as names
+from loopml_dev.local.periodic import Periodic
 
 _BATCH = 500  # put_metric_data accepts up to 1000 values per call
 
@@ -55,8 +56,10 @@ def emf_metrics(line: str) -> list[tuple[str, dict[str, Any]]]:
         return []  # not valid EMF: CloudWatch would keep it as a plain log line
 
 
-class MetricsSink:
+class MetricsSink(Periodic):
     """Buffers metric data and flushes it every ``flush_interval_s`` (and on ``flush``/``stop``)."""
+
+    name = "metrics"
 
     def __init__(
         self,
@@ -64,23 +67,18 @@ class MetricsSink:
         flush_interval_s: float = 1.0,
         log: Callable[[str], None] = lambda message: None,
     ) -> None:
+        super().__init__(flush_interval_s, log)
         self._cloudwatch = cloudwatch
-        self._interval = flush_interval_s
-        self._log = log
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="metrics", daemon=True)
-        self._thread.start()
+    def tick(self) -> object:
+        self.flush()
+        return None
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        super().stop()
         self.flush()
 
     def record_invocation(
@@ -128,7 +126,3 @@ class MetricsSink:
                         self._cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + _BATCH])
                     except Exception as exc:  # metrics are best effort locally; say why they are missing
                         self._log(f"[metrics] put_metric_data {namespace} failed: {type(exc).__name__}: {exc}")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.flush()

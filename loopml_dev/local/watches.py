@@ -8,12 +8,12 @@ polls moto's executions once a second and invokes the function's alias once per 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from loopml.topology import Topology
+from loopml_dev.local.periodic import Periodic
 from loopml_dev.local.runtime import InvokeResult
 from loopml_dev.local.schedules import eventbridge_event
 
@@ -40,7 +40,9 @@ def status_change_event(execution: dict[str, Any], region: str, account_id: str)
     )
 
 
-class ExecutionWatcher:
+class ExecutionWatcher(Periodic):
+    name = "watch"
+
     def __init__(
         self,
         sfn: Any,
@@ -52,6 +54,7 @@ class ExecutionWatcher:
         interval_s: float = 1.0,
         log: Callable[[str], None] = lambda message: None,
     ) -> None:
+        super().__init__(interval_s, log)
         self._sfn = sfn
         self._watches = [
             (spec.name, state_machine_arns[w.state_machine], w.statuses)
@@ -61,11 +64,7 @@ class ExecutionWatcher:
         ]
         self._invoke = invoke
         self._region, self._account = region, account_id
-        self._interval = interval_s
-        self._log = log
         self._delivered: set[tuple[str, str]] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def poll(self) -> int:
         """Deliver every newly ended execution once; returns how many were delivered."""
@@ -87,20 +86,8 @@ class ExecutionWatcher:
                     delivered += 1
         return delivered
 
-    def start(self) -> None:
-        if self._watches:
-            self._thread = threading.Thread(target=self._loop, name="execution-watch", daemon=True)
-            self._thread.start()
+    def wanted(self) -> bool:
+        return bool(self._watches)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.poll()
-            except Exception as exc:  # a moto hiccup must not end the watcher
-                self._log(f"[watch] polling failed: {type(exc).__name__}: {exc}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+    def tick(self) -> object:
+        return self.poll()

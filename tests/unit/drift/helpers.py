@@ -12,14 +12,14 @@ from loopml.capture import CapturedRow
 from loopml.drift.models import DriftRunReport, DriftSettings
 from loopml.drift.reports import ReportStore
 from loopml.drift.service import DriftMonitor
-from loopml.errors import ModelNotFound, TransientError, VersionConflict
+from loopml.errors import ModelNotFound, TransientError
 from loopml.feedback import layout
 from loopml.registry import DataLineage, ModelMetadata
 from loopml.retrain.trigger import RetrainTrigger
 from loopml.schema import to_matrix
 from loopml.training import TrainedModel, metadata_for
 from loopml_dev import datasets
-from loopml_dev.memory import MemoryObjectStore
+from loopml_dev.memory import MemoryExecutions, MemoryObjectStore
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = DriftSettings(model_bucket="bucket", retrain_state_machine_arn="arn:aws:states:::stateMachine:retrain")
@@ -72,24 +72,6 @@ def captured_rows(
     return out
 
 
-@dataclass
-class FakeStarter:
-    running_names: list[str] = field(default_factory=list)
-    fail_with: Exception | None = None
-    started: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def start(self, name: str, payload: dict[str, Any]) -> str:
-        if self.fail_with is not None:
-            raise self.fail_with
-        if any(n == name for n, _ in self.started):
-            raise VersionConflict(name)
-        self.started.append((name, payload))
-        return f"arn:aws:states:us-east-1:123456789012:execution:retrain:{name}"
-
-    def running(self, model: str) -> list[str]:
-        return list(self.running_names)
-
-
 class FakeRegistry:
     def __init__(self, *metas: ModelMetadata, champion: int = 1) -> None:
         self.metas = {m.version: m for m in metas}
@@ -132,7 +114,7 @@ class LogSink:
 class Harness:
     monitor: DriftMonitor
     store: MemoryObjectStore
-    starter: FakeStarter
+    starter: MemoryExecutions
     clock: Clock
     published: list[DriftRunReport]
     rows: dict[int, list[CapturedRow]]
@@ -141,10 +123,14 @@ class Harness:
 
 
 def harness(
-    trained: TrainedModel, rows: list[CapturedRow] | None = None, *, starter: FakeStarter | None = None, **settings: Any
+    trained: TrainedModel,
+    rows: list[CapturedRow] | None = None,
+    *,
+    starter: MemoryExecutions | None = None,
+    **settings: Any,
 ) -> Harness:
     store = MemoryObjectStore()
-    starter = starter if starter is not None else FakeStarter()
+    starter = starter if starter is not None else MemoryExecutions()
     clock = Clock()
     published: list[DriftRunReport] = []
     by_version = {1: rows or []}

@@ -24,7 +24,8 @@ from loopml.keys import drift_latest_key as latest_key
 from loopml.retrain.trigger import TriggerAction
 from loopml.statistics import DriftVerdict, PerformanceVerdict
 from loopml.training import TrainedModel
-from tests.unit.drift.helpers import T0, FakeStarter, captured_rows, harness
+from loopml_dev.memory import MemoryExecutions
+from tests.unit.drift.helpers import T0, captured_rows, harness
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_guards_cooldown_then_daily_budget(trained: TrainedModel, drifted: list[
 
 
 def test_a_running_retraining_blocks_a_start(trained: TrainedModel, drifted: list[Any]) -> None:
-    h = harness(trained, drifted, starter=FakeStarter(running_names=["default-20261125T1145"]))
+    h = harness(trained, drifted, starter=MemoryExecutions(running_names=["default-20261125T1145"]))
     d = h.monitor.evaluate(request()).summary.trigger
     assert (d.action, d.code) == (TriggerAction.skipped, "retraining_running")
     assert "default-20261125T1145" in d.message and h.starter.started == []
@@ -132,7 +133,7 @@ def test_a_racing_evaluation_that_claimed_first_wins(trained: TrainedModel, drif
 
 
 def test_a_failed_start_is_recorded_and_releases_its_claim(trained: TrainedModel, drifted: list[Any]) -> None:
-    h = harness(trained, drifted, starter=FakeStarter(fail_with=TransientError("ThrottlingException")))
+    h = harness(trained, drifted, starter=MemoryExecutions(fail_with=TransientError("ThrottlingException")))
     d = h.monitor.evaluate(request()).summary.trigger
     assert (d.action, d.code) == (TriggerAction.failed, "start_failed") and "ThrottlingException" in d.message
     assert not any(k.startswith("starts/") for k in h.store.objects)

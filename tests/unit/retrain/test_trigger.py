@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loopml.errors import TransientError, VersionConflict
+from loopml.errors import TransientError
 from loopml.retrain.errors import RetrainingInProgress
 from loopml.retrain.models import RetrainInput
 from loopml.retrain.trigger import (
@@ -18,29 +18,11 @@ from loopml.retrain.trigger import (
     slot_start,
     start_or_refuse,
 )
-from loopml_dev.memory import MemoryObjectStore
+from loopml_dev.memory import MemoryExecutions, MemoryObjectStore
 
 NOW = datetime(2026, 11, 25, 13, 37, 5, tzinfo=UTC)
 UPLOADS = StartPolicy(cooldown_hours=0, max_starts_per_day=3, window_minutes=15)
 REQUEST = RetrainInput(model="default", reason="upload: s3://models/incoming/default/a.csv", canary_percent=20)
-
-
-class FakeExecutions:
-    def __init__(self) -> None:
-        self.running_names: list[str] = []
-        self.started: list[tuple[str, dict[str, Any]]] = []
-        self.fail_with: Exception | None = None
-
-    def start(self, name: str, payload: dict[str, Any]) -> str:
-        if self.fail_with is not None:
-            raise self.fail_with
-        if any(n == name for n, _ in self.started):
-            raise VersionConflict(name)
-        self.started.append((name, payload))
-        return f"arn:aws:states:us-east-1:123456789012:execution:retrain:{name}"
-
-    def running(self, model: str) -> list[str]:
-        return list(self.running_names)
 
 
 class Clock:
@@ -52,8 +34,8 @@ class Clock:
 
 
 @pytest.fixture
-def world() -> tuple[RetrainTrigger, FakeExecutions, MemoryObjectStore, Clock]:
-    store, executions, clock = MemoryObjectStore(), FakeExecutions(), Clock()
+def world() -> tuple[RetrainTrigger, MemoryExecutions, MemoryObjectStore, Clock]:
+    store, executions, clock = MemoryObjectStore(), MemoryExecutions(), Clock()
     return RetrainTrigger(store, executions, clock), executions, store, clock
 
 
