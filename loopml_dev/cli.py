@@ -129,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
     rollback.set_defaults(run=_rollback)
 
+    logs = sub.add_parser("logs", help="a function's log on the local stack, readably (one file per function)")
+    logs.add_argument("function", help="a declared function: inference, feedback, drift, retrain, starter, batch")
+    logs.add_argument("--since", help="only records from then on: 10m, 2h, 1d or an ISO time (UTC if naive)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new records until Ctrl-C")
+    logs.add_argument("--metrics", action="store_true", help="also show the EMF metric documents")
+    logs.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
+    logs.set_defaults(run=_logs)
+
     fuzz = sub.add_parser("fuzz", help="schemathesis against the running local stack: every route, every check")
     fuzz.add_argument("--requests", type=int, default=10_000, help="how many requests to send (default %(default)s)")
     fuzz.add_argument("--api-url", default=f"http://127.0.0.1:{LOCAL_API_PORT}")
@@ -331,6 +339,41 @@ def _retrain(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     return _follow(sfn, arn, args.timeout_minutes * 60)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from loopml.topology import TOPOLOGY
+    from loopml_dev.local import logs
+
+    declared = [spec.name for spec in TOPOLOGY.functions]
+    if args.function not in declared:
+        raise UsageError(f"no function {args.function!r}: the declaration has {', '.join(declared)}")
+    since = _since(args.since) if args.since else None
+    store = logs.FunctionLogs(args.state_dir)
+    if not store.path(args.function).exists() and not args.follow:
+        print(f"no log yet for {args.function} in {store.folder} (it has not run since `make up` started)")
+        return 0
+    for line in logs.read(store, args.function, since, args.metrics):
+        print(line, flush=False)
+    sys.stdout.flush()
+    if args.follow:
+        for line in logs.follow(store, args.function, args.metrics):
+            print(line, flush=True)
+    return 0
+
+
+def _since(text: str) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit in units and number.replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(**{units[unit]: float(number)})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since {text!r}: expected 10m, 2h, 1d or an ISO time such as 2026-12-01T10:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _require_served_locally(model: str, aws_port: int) -> None:

@@ -26,6 +26,7 @@ import base64
 import hmac
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -112,7 +113,9 @@ class ApiGateway(LoopbackServer):
         api_key: str | None = None,
         admin_token: str = "",
         integration_timeout_s: float = 29.0,
+        access_log: Callable[[str], None] | None = None,
     ) -> None:
+        """``access_log`` receives one line per request: method, path, status, latency, what answered."""
         if not admin_token:
             raise ValueError("the API emulator needs an admin token: admin routes are never open")
         self.routes = routes_of(topology)
@@ -122,6 +125,7 @@ class ApiGateway(LoopbackServer):
         self.api_key = api_key
         self.admin_token = admin_token
         self.integration_timeout_s = integration_timeout_s
+        self.access_log = access_log
         super().__init__("apigw", _ApiHandler, {"api": self}, port, host, pool_workers=32, wait_for_pool_on_stop=False)
 
     def match(self, method: str, path: str) -> tuple[CompiledRoute, dict[str, str]] | None:
@@ -242,10 +246,22 @@ def _proxy_response(payload: bytes) -> tuple[int, list[tuple[str, str]], bytes] 
     return status, headers, data
 
 
+def _model_version(body: bytes) -> str:
+    """`` model vN`` when a (small) JSON answer names the model version that served it."""
+    if not body.startswith(b"{") or len(body) > 65536:
+        return ""
+    try:
+        version = json.loads(body).get("model_version")
+    except (ValueError, AttributeError):
+        return ""
+    return f" model v{version}" if isinstance(version, int) else ""
+
+
 class _ApiHandler(LoopbackHandler):
     api: ApiGateway
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str = "") -> None:
+        self._status = status
         self.send_response(status)
         names = set()
         for name, value in headers:
@@ -267,6 +283,17 @@ class _ApiHandler(LoopbackHandler):
         self._send(status, headers, json.dumps({"message": message}).encode())
 
     def _handle(self) -> None:
+        started = time.perf_counter()
+        self._status, self._answered = 0, ""
+        try:
+            self._serve()
+        finally:
+            if self.api.access_log is not None:
+                path = urlsplit(self.path).path
+                elapsed = (time.perf_counter() - started) * 1000
+                self.api.access_log(f"[api] {self.command} {path} {self._status} {elapsed:.1f} ms{self._answered}")
+
+    def _serve(self) -> None:
         try:
             body = self.read_body()
         except ValueError:  # a Content-Length or chunk size that is not a number
@@ -312,15 +339,17 @@ class _ApiHandler(LoopbackHandler):
             self._message(504, "Endpoint request timed out")
             return
         except Exception as exc:
-            print(f"[apigw] {self.command} {path}: integration failed: {exc}", flush=True)
+            self._answered = f" {route.function}: integration failed: {exc}"
             self._message(502, "Internal server error")
             return
         mapped = None if result.function_error else _proxy_response(result.payload)
         if mapped is None:
-            print(f"[apigw] {self.command} {path}: function error or malformed proxy response", flush=True)
+            what = "function error" if result.function_error else "malformed proxy response"
+            self._answered = f" {route.function}:{result.executed_version} {what} (loopml logs {route.function})"
             self._message(502, "Internal server error")
             return
         status, headers, data = mapped
+        self._answered = f" {route.function}:{result.executed_version}" + _model_version(data)
         self._send(status, headers, data, event["requestContext"]["requestId"])
 
     def __getattr__(self, name: str) -> Any:

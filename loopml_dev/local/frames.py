@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 HEADER = struct.Struct(">I")
+# Printed by the worker after an invocation's output and before its result frame: the runtime has then
+# read every line the invocation printed (stdout is a separate, asynchronously read stream).
+END_OF_OUTPUT = "\x1eloopml-end-of-output"
 
 
 class FrameTimeout(Exception):

@@ -52,6 +52,9 @@ def _service(headers: Any) -> str:
     return match.group(1) if match else ""
 
 
+TAIL_BYTES = 4096
+
+
 class FrontDoor(LoopbackServer):
     """``ThreadingHTTPServer`` on loopback; ``start``/``stop`` own its thread."""
 
@@ -134,6 +137,8 @@ class _Handler(LoopbackHandler):
                 }
                 if result.function_error:
                     headers["X-Amz-Function-Error"] = result.function_error
+                if (self.headers.get("X-Amz-Log-Type") or "").lower() == "tail":  # the last 4 KB, as Lambda does
+                    headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail.encode()[-TAIL_BYTES:]).decode()
                 self._reply(result.status, result.payload, headers)
         except FunctionNotFound as exc:
             self._error(404, "ResourceNotFoundException", str(exc))

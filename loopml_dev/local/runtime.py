@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -30,7 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from loopml_dev.local.code_store import CodeStore, FunctionNotFound
-from loopml_dev.local.frames import FrameTimeout, PeerExited, read_frame, write_frame
+from loopml_dev.local.frames import END_OF_OUTPUT, FrameTimeout, PeerExited, read_frame, write_frame
 from loopml_dev.local.grants import ENV as GRANTS_ENV
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
@@ -47,6 +48,7 @@ class InvokeResult:
     function_error: str | None = None
     duration_ms: float = 0.0
     request_id: str = ""
+    log_tail: str = ""  # this invocation's log, START to REPORT, as ``--log-type Tail`` returns it
 
 
 @dataclass
@@ -85,6 +87,8 @@ class _Worker:
     invocations: int = 0
     pending_idle: bool = False
     dead: bool = False  # must not serve again (timed out, exited, failed Init)
+    lines: list[str] = field(default_factory=list)  # the current invocation's output
+    output_ended: threading.Event = field(default_factory=threading.Event)
     closed: bool = False  # pipes closed and process reaped
 
     def close(self) -> None:
@@ -103,6 +107,16 @@ class _Worker:
                 os.close(self.response_fd)
             if self.tmp_dir is not None:
                 shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def _peak_rss_mb(pid: int) -> int | str:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return "?"
 
 
 def parse_function_name(function: str, qualifier: str | None) -> tuple[str, str | None]:
@@ -130,10 +144,11 @@ class Runtime:
         max_workers_per_version: int = 4,
         excluded_paths: tuple[str, ...] = (),
         on_invoke: Callable[[str, str | None, str, float, bool], None] | None = None,
-        on_output: Callable[[str], None] | None = None,
+        on_output: Callable[[str, str, str], None] | None = None,
         grants: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """``on_invoke(function, qualifier, version, duration_ms, error)`` and ``on_output(line)`` feed metrics;
+        """``on_invoke(function, qualifier, version, duration_ms, error)`` feeds metrics; ``on_output(function,
+        version, line)`` receives every line a function prints (and Lambda's START/END/REPORT lines);
         ``grants`` (physical function name -> ``loopml_dev.local.grants`` statements) are enforced in the
         function's workers, call by call."""
         self._lambda = lambda_client
@@ -295,13 +310,18 @@ class Runtime:
         return worker
 
     def _forward_output(self, worker: _Worker) -> None:
-        prefix = f"[{worker.function}:{worker.version}] "
         assert worker.process.stdout is not None
         for raw in worker.process.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
-            if self._on_output is not None:
-                self._on_output(line)
-            self._log(prefix + line)
+            if line == END_OF_OUTPUT:
+                worker.output_ended.set()
+                continue
+            self._output(worker, line)
+
+    def _output(self, worker: _Worker, line: str) -> None:
+        worker.lines.append(line)
+        if self._on_output is not None:
+            self._on_output(worker.function, worker.version, line)
 
     def _acquire(self, resolved: _Resolved) -> _Worker:
         pair = (resolved.name, resolved.version)
@@ -367,18 +387,38 @@ class Runtime:
         timeout_s = float(resolved.config.get("Timeout", 3))
         worker = self._acquire(resolved)
         try:
+            worker.lines = []
+            worker.output_ended.clear()
+            cold = worker.init_ms is None and worker.init_error is None
+            self._output(worker, f"START RequestId: {request_id} Version: {resolved.version}")
             frame = self._run(worker, resolved, request_id, payload, timeout_s, client_context)
+            worker.output_ended.wait(1.0 if not worker.dead else 0.1)  # every line it printed, read
+            duration = (time.perf_counter() - started) * 1000
+            self._report(worker, resolved, request_id, duration, cold)
+            log_tail = "\n".join(worker.lines) + "\n"
         finally:
             self._release(worker)
-        duration = (time.perf_counter() - started) * 1000
         if self._on_invoke is not None:
             self._on_invoke(resolved.name, resolved.qualifier, resolved.version, duration, frame["type"] != "result")
         if frame["type"] == "result":
             body = frame["payload"].encode()
-            return InvokeResult(200, body, resolved.version, None, duration, request_id)
+            return InvokeResult(200, body, resolved.version, None, duration, request_id, log_tail)
         return InvokeResult(
-            200, json.dumps(frame["error"]).encode(), resolved.version, "Unhandled", duration, request_id
+            200, json.dumps(frame["error"]).encode(), resolved.version, "Unhandled", duration, request_id, log_tail
         )
+
+    def _report(self, worker: _Worker, resolved: _Resolved, request_id: str, duration: float, cold: bool) -> None:
+        """Lambda's END and REPORT lines (with the environment's peak memory, from /proc)."""
+        memory = resolved.config.get("MemorySize", 128)
+        used = _peak_rss_mb(worker.process.pid)
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: {math.ceil(duration)} ms"
+            f"\tMemory Size: {memory} MB\tMax Memory Used: {used} MB"
+        )
+        if cold and worker.init_ms is not None:
+            report += f"\tInit Duration: {worker.init_ms:.2f} ms"
+        self._output(worker, f"END RequestId: {request_id}")
+        self._output(worker, report)
 
     def _run(
         self,

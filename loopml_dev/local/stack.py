@@ -35,6 +35,7 @@ from loopml_dev.local.clients import Clients
 from loopml_dev.local.code_store import CodeStore
 from loopml_dev.local.deploy import ACCOUNT_ID, Deployer, Deployment
 from loopml_dev.local.gateway import FrontDoor
+from loopml_dev.local.logs import FunctionLogs
 from loopml_dev.local.metrics import MetricsSink
 from loopml_dev.local.moto_server import MotoServer
 from loopml_dev.local.persistence import STATE_FOLDERS, StatePersistence
@@ -121,7 +122,11 @@ class LocalStack:
         if api_key is None:  # API Gateway asks for no key locally unless given one: the document says the same
             self.env_overrides.setdefault("inference", {}).setdefault("API_KEY_REQUIRED", "false")
         self._progress = on_progress or (lambda message: None)
+        # Stack events (pollers, alarms, watches) go to the terminal; what functions print goes to their
+        # log files (``loopml logs``), and to ``function_log`` too when a caller (a test) asks for it.
         self._function_log = function_log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._echo_output = function_log is not None
+        self.logs = FunctionLogs(self.state_dir)
         self._api_port = api_port
         self._aws_port = aws_port or 0
         self.api_key = api_key
@@ -187,7 +192,7 @@ class LocalStack:
             log=self._function_log,
             max_workers_per_version=self.max_workers_per_version,
             on_invoke=self._metrics.record_invocation,
-            on_output=self._metrics.record_line,
+            on_output=self._function_output,
         )
         try:
             self._front_door = FrontDoor(self._aws_port, moto_port, runtime)
@@ -279,6 +284,7 @@ class LocalStack:
                 api_key=self.api_key,
                 admin_token=self.admin_token,
                 integration_timeout_s=self.integration_timeout_s,
+                access_log=self._function_log,
             )
         except OSError as exc:
             raise ConfigurationError(f"cannot listen on 127.0.0.1:{self._api_port} for the API: {exc}") from None
@@ -368,6 +374,14 @@ class LocalStack:
     def client(self, service: str) -> Any:
         """A boto3 client bound to the front door (cached; boto3 clients are thread-safe)."""
         return self._clients.get(service, self.aws_endpoint)
+
+    def _function_output(self, physical: str, version: str, line: str) -> None:
+        if self._metrics is not None:
+            self._metrics.record_line(line)
+        declared = physical.removeprefix(physical_name(self.stage, ""))
+        self.logs.write(declared, version, line)
+        if self._echo_output:
+            self._function_log(f"[{physical}:{version}] {line}")
 
     def function_name(self, function: str) -> str:
         return physical_name(self.stage, function)

@@ -136,6 +136,8 @@ def summary(stack: LocalStack, meta: ModelMetadata, progress: Progress, health: 
     lines += [
         f"  queues         {queues}",
         f"  state          {stack.state_dir} (kept across restarts; `loopml local reset` clears it)",
+        f"  logs           {stack.logs.folder}/<function>.log: `loopml logs inference [--follow]`; "
+        "below, one line per API request",
         f"  admin token    {stack.admin_token}   (header {ADMIN_TOKEN_HEADER} on DELETE /subjects/..., "
         f"POST /approvals/...; kept in {stack.state_dir / ADMIN_TOKEN_FILE})",
         "",

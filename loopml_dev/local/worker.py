@@ -67,6 +67,12 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _end_of_output() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, (frames.END_OF_OUTPUT + "\n").encode())
+
+
 def _exit_with_parent() -> None:
     """A worker never outlives the stack, even a SIGKILLed one (pipes alone cannot tell mid-invoke)."""
     parent = os.getppid()
@@ -135,9 +141,10 @@ def main() -> None:
         except Exception as exc:
             sys.stdout.flush()
             traceback.print_exc()
+            _end_of_output()
             frames.write_frame(response_fd, {"type": "error", "error": _error(exc)})
         else:
-            sys.stdout.flush()
+            _end_of_output()
             frames.write_frame(response_fd, {"type": "result", "payload": payload})
         run_post_invoke()  # after the response: like an internal extension, outside the caller's latency
         sys.stdout.flush()

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,9 +98,17 @@ class CliStack:
                 break
             self.output.append(line)
             if "Ctrl-C to stop." in line:
+                # Keep reading what the stack prints (one line per request), so its pipe never fills up.
+                self._reader = threading.Thread(target=self._drain, daemon=True)
+                self._reader.start()
                 return
         self.stop()
         raise AssertionError(f"{' '.join(argv)} did not come up:\n" + "".join(self.output[-60:]))
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     @property
     def text(self) -> str:
@@ -113,6 +122,10 @@ class CliStack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        assert self.proc.stdout is not None
-        self.output.extend(self.proc.stdout.readlines())
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(10)
+        else:
+            assert self.proc.stdout is not None
+            self.output.extend(self.proc.stdout.readlines())
         return self.proc.returncode

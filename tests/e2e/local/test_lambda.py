@@ -306,3 +306,23 @@ def test_lambda_and_emf_metrics_reach_cloudwatch_and_alarms_are_evaluated(stack)
     # logs reach CloudWatch asynchronously, locally as on AWS
     stats = wait_for(emitted, 5, "the EMF metric in CloudWatch", interval_s=0.1)
     assert sum(point["Sum"] for point in stats) == 3
+
+
+def test_log_type_tail_returns_the_invocations_log_and_each_function_has_its_file(stack):
+    import base64
+
+    response = stack.client("lambda").invoke(
+        FunctionName=stack.function_name("echo"), Qualifier="live", Payload=b"{}", LogType="Tail"
+    )
+    request_id = json.loads(response["Payload"].read())["context"]["aws_request_id"]
+    tail = base64.b64decode(response["LogResult"]).decode()
+    lines = tail.splitlines()
+    assert lines[0].startswith(f"START RequestId: {request_id} Version: {response['ExecutedVersion']}")
+    assert f"echo invoked request {request_id}" in lines and "echo stderr line" in lines
+    assert lines[-2] == f"END RequestId: {request_id}"
+    assert lines[-1].startswith(f"REPORT RequestId: {request_id}\tDuration: ") and "Max Memory Used:" in lines[-1]
+    assert len(base64.b64decode(response["LogResult"])) <= 4096
+    no_tail = stack.client("lambda").invoke(FunctionName=stack.function_name("echo"), Qualifier="live", Payload=b"{}")
+    assert "LogResult" not in no_tail
+    logged = (stack.state_dir / "logs" / "echo.log").read_text()
+    assert f"\t{response['ExecutedVersion']}\techo invoked request {request_id}\n" in logged

@@ -166,6 +166,32 @@ def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: CliStack)
     assert fuzzed == documented - {("GET", "/openapi.json")}  # schemathesis leaves out the route it loads from
 
 
+def test_the_terminal_shows_one_line_per_request_and_loopml_logs_the_rest(up: CliStack) -> None:
+    """Function output (JSON logs, EMF metric documents) goes to each function's log file, not the terminal."""
+    curl(f"curl -s -X POST {up.api}/drift/evaluate -H 'content-type: application/json' -d '{{}}'", up.api)
+    text = up.text
+    assert re.search(r"\[api\] POST /predict 200 [0-9.]+ ms inference:\d+ model v1", text), text[-3000:]
+    assert '"_aws"' not in text and '"level":' not in text, "raw function output reached the terminal"
+    shown = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "loopml"), "logs", "inference"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    assert "START RequestId:" in shown and "REPORT RequestId:" in shown and "Billed Duration" in shown
+    drift = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "loopml"), "logs", "drift", "--metrics", "--since", "1h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    assert "METRIC" in drift and "DriftRows=" in drift
+
+
 def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: CliStack) -> None:
     assert up.stop() in STOPPED
     assert "stopping (state saved)" in up.text and "local stack stopped" in up.text
