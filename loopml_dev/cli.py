@@ -129,6 +129,21 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port")
     rollback.set_defaults(run=_rollback)
 
+    models = sub.add_parser("models", help="the registry: models, versions, lineage and the deployment history")
+    models_sub = models.add_subparsers(metavar="ACTION")
+    listed = models_sub.add_parser("list", help="every registered model: versions, champion, what serves now")
+    shown = models_sub.add_parser("show", help="one version: metrics, lineage, library versions, integrity")
+    shown.add_argument("model")
+    shown.add_argument("--version", help="a version number or alias (default: the champion)")
+    history = models_sub.add_parser("history", help="what happened to a model, or what served it at a time")
+    history.add_argument("model")
+    history.add_argument("--at", help="which version served at this time (ISO, UTC if naive), and why")
+    for action, run in ((listed, _models_list), (shown, _models_show), (history, _models_history)):
+        where = action.add_mutually_exclusive_group()
+        where.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="the local stack (default)")
+        where.add_argument("--bucket", help="a deployed stack's models bucket (AWS credentials from the environment)")
+        action.set_defaults(run=run)
+
     logs = sub.add_parser("logs", help="a function's log on the local stack, readably (one file per function)")
     logs.add_argument("function", help="a declared function: inference, feedback, drift, retrain, starter, batch")
     logs.add_argument("--since", help="only records from then on: 10m, 2h, 1d or an ISO time (UTC if naive)")
@@ -223,8 +238,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
-    shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    print(f"validation: {shown}")
+    print(f"validation: {_metrics_text(metrics)}")
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
 def _store(bucket: str | None, local_port: int | None) -> Any:
@@ -341,6 +359,121 @@ def _retrain(args: argparse.Namespace) -> int:
     return _follow(sfn, arn, args.timeout_minutes * 60)
 
 
+def _registry(args: argparse.Namespace) -> Any:
+    from loopml.registry import ModelRegistry
+
+    return ModelRegistry(_store(args.bucket, None if args.bucket else args.aws_port))
+
+
+def _served_locally(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(model, model version) the local inference function's alias ``live`` serves; None against AWS."""
+    if args.bucket:
+        return None
+    from loopml.inference.models import served_model
+    from loopml.topology import TOPOLOGY, physical_name
+
+    lam = _local_client("lambda", args.aws_port)
+    function = physical_name(LOCAL_STAGE, "inference")
+    alias = lam.get_alias(FunctionName=function, Name=TOPOLOGY.function("inference").alias)
+    env = lam.get_function_configuration(FunctionName=function, Qualifier=alias["FunctionVersion"])
+    variables = (env.get("Environment") or {}).get("Variables", {})
+    return str(served_model(variables)), f"{variables.get('MODEL_VERSION', '?')} (Lambda {alias['FunctionVersion']})"
+
+
+def _champion_of(registry: Any, model: str) -> int | None:
+    from loopml.errors import NotFound
+
+    try:
+        return int(registry.resolve(model, "champion"))
+    except NotFound:
+        return None
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    names = registry.models()
+    if not names:
+        print(f"no model registered in {_registry_location(args)}")
+        return 0
+    served = _served_locally(args)
+    print(f"{'MODEL':<24} {'VERSIONS':>8} {'CHAMPION':>8} {'LATEST':>6}  {'SERVED (live)':<22} LAST CHANGE")
+    for name in names:
+        versions = registry.versions(name)
+        champion = _champion_of(registry, name)
+        events = registry.history(name)
+        last = events[-1] if events else None
+        change = f"{last.at:%Y-%m-%d %H:%M} {last.action} by {last.actor}" if last else ""
+        serving = f"v{served[1]}" if served and served[0] == name else "-"
+        champion_text = f"v{champion}" if champion else "-"
+        print(f"{name:<24} {len(versions):>8} {champion_text:>8} {'v' + str(versions[-1]):>6}  {serving:<22} {change}")
+    return 0
+
+
+def _registry_location(args: argparse.Namespace) -> str:
+    return f"s3://{args.bucket}" if args.bucket else f"the local stack (port {args.aws_port})"
+
+
+def _models_show(args: argparse.Namespace) -> int:
+    import hashlib
+
+    registry = _registry(args)
+    version = registry.resolve(args.model, args.version or "champion")
+    meta = registry.metadata(args.model, version)
+    digest = hashlib.sha256(registry.artifact(meta)).hexdigest()
+    integrity = "verified" if digest == meta.artifact_sha256 else f"TAMPERED (artifact SHA-256 is {digest})"
+    champion = _champion_of(registry, args.model)
+    print(f"{meta.model} v{meta.version}" + (" (champion)" if champion == meta.version else ""))
+    print(f"  created      {meta.created_at:%Y-%m-%d %H:%M:%S} by {meta.created_by}")
+    print(f"  parent       {'v' + str(meta.parent_version) if meta.parent_version else '-'}")
+    data = meta.training_data
+    print(f"  trained on   {data.uri} ({data.rows} rows, sha256 {data.sha256[:12]}…)")
+    print(f"  model        {meta.params.get('model_type', '?')}; explainer {meta.explainer}")
+    print(f"  validation   {_metrics_text(meta.metrics)}")
+    schema = meta.feature_schema
+    print(f"  features     {len(schema.features)} ({', '.join(schema.names)}); target {schema.target} {schema.classes}")
+    print(f"  libraries    {', '.join(f'{k} {v}' for k, v in sorted(meta.library_versions.items()))}")
+    print(f"  artifact     {meta.artifact_key} sha256 {meta.artifact_sha256[:16]}… {integrity}")
+    return 0
+
+
+def _models_history(args: argparse.Namespace) -> int:
+    from loopml.registry import served_at
+
+    registry = _registry(args)
+    events = registry.history(args.model)
+    if not events:
+        raise UsageError(f"model {args.model!r} has no history in {_registry_location(args)}")
+    if args.at:
+        moment = _moment(args.at, "--at")
+        served = served_at(events, moment)
+        if served.champion is None:
+            print(f"{args.model} had no champion at {moment.isoformat()}: nothing served it")
+            return 0
+        print(
+            f"{args.model} at {moment.isoformat()}: v{served.champion}, champion since "
+            f"{served.since.isoformat() if served.since else '?'} ({served.actor}: {served.reason})"
+        )
+        if served.canary is not None:
+            print(f"  and canary v{served.canary} taking a share of the traffic since {served.canary_since}")
+        return 0
+    for event in events:
+        versions = f"v{event.version}" if event.version else ""
+        if event.previous_version:
+            versions += f" (from v{event.previous_version})"
+        print(f"{event.at:%Y-%m-%d %H:%M:%S}  {event.action:<14} {versions:<14} {event.actor}: {event.reason}")
+    return 0
+
+
+def _moment(text: str, option: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected an ISO time such as 2026-12-01T10:00 (UTC if naive)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _logs(args: argparse.Namespace) -> int:
     from loopml.topology import TOPOLOGY
     from loopml_dev.local import logs
@@ -369,11 +502,7 @@ def _since(text: str) -> Any:
     number, unit = text[:-1], text[-1:]
     if unit in units and number.replace(".", "", 1).isdigit():
         return datetime.now(UTC) - timedelta(**{units[unit]: float(number)})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--since {text!r}: expected 10m, 2h, 1d or an ISO time such as 2026-12-01T10:00") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return _moment(text, "--since")
 
 
 def _require_served_locally(model: str, aws_port: int) -> None:

@@ -83,6 +83,44 @@ class HistoryEvent(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class ServedAt(BaseModel):
+    """Which version served a model at a moment, and why: the champion then, and a canary if one baked."""
+
+    model: str
+    at: datetime
+    champion: int | None
+    since: datetime | None = None  # when that version became the champion
+    actor: str = ""
+    reason: str = ""
+    canary: int | None = None  # a version taking a share of the traffic then
+    canary_since: datetime | None = None
+
+
+_CANARY_ENDS = frozenset({"promoted", "rolled_back", "rejected", "inconclusive", "failed"})
+
+
+def served_at(history: list[HistoryEvent], at: datetime) -> ServedAt:
+    """From the deployment history alone: the last champion move at or before ``at``, and a canary
+    started before ``at`` that nothing had ended by then (promotion, rollback, rejection, failure)."""
+    model = history[0].model if history else ""
+    served = ServedAt(model=model, at=at, champion=None)
+    canary: HistoryEvent | None = None
+    for event in sorted(history, key=lambda e: e.at):
+        if event.at > at:
+            break
+        if event.action == "alias_moved" and event.details.get("alias") == "champion":
+            served = served.model_copy(
+                update={"champion": event.version, "since": event.at, "actor": event.actor, "reason": event.reason}
+            )
+        if event.action == "canary_started":
+            canary = event
+        elif canary is not None and event.action in _CANARY_ENDS and event.version == canary.version:
+            canary = None
+    if canary is not None and canary.version != served.champion:
+        served = served.model_copy(update={"canary": canary.version, "canary_since": canary.at})
+    return served
+
+
 def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -239,6 +277,15 @@ class ModelRegistry:
         stamp = event.at.strftime("%Y%m%dT%H%M%S%fZ")
         key = f"{keys.history_prefix(event.model)}{stamp}-{uuid.uuid4().hex[:8]}.json"
         self._store.put(key, event.model_dump_json().encode(), if_none_match=True)
+
+    def models(self) -> list[str]:
+        """Every model with at least one registered version."""
+        found = set()
+        for key in self._store.list_keys(keys.MODELS):
+            parts = key[len(keys.MODELS) :].split("/")
+            if len(parts) == 3 and parts[1].startswith("v") and parts[2] == keys.METADATA:
+                found.add(parts[0])
+        return sorted(found)
 
     def history(self, model: str) -> list[HistoryEvent]:
         found = sorted(self._store.list_keys(keys.history_prefix(model)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_
         assert "default now serves v2 (was v1)" in trained.stdout
         status, answer = http_json("POST", f"{api}/predict", {"instance": example_instance()})
         assert status == 200 and answer["model_version"] == 2, answer  # served at once, no restart
+        while_v2 = datetime.now(UTC).isoformat()
     finally:
         first.stop()
 
@@ -68,5 +70,19 @@ def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_
         assert status == 200 and answer["model_version"] == 1 and answer["degraded"] is False, answer
         status, health = http_json("GET", f"{api}/health")
         assert status == 200 and health["model_version"] == 1
+
+        # The lifecycle CLI tells the same story, from the registry's deployment history.
+        port = ("--aws-port", str(aws_port))
+        at = _loopml("models", "history", "default", "--at", while_v2, *port)
+        assert at.returncode == 0 and f"default at {while_v2}: v2, champion since" in at.stdout, at
+        now = _loopml("models", "history", "default", "--at", datetime.now(UTC).isoformat(), *port)
+        assert ": v1, champion since" in now.stdout and "loopml rollback" in now.stdout, now
+        listed = _loopml("models", "list", *port)
+        assert listed.returncode == 0, listed.stderr
+        row = next(line for line in listed.stdout.splitlines() if line.startswith("default "))
+        assert row.split()[1:5] == ["2", "v1", "v2", "v1"], listed.stdout  # versions, champion, latest, served
+        shown = _loopml("models", "show", "default", "--version", "2", *port)
+        assert "TAMPERED" in shown.stdout and "default v2" in shown.stdout, shown
+        assert "verified" in _loopml("models", "show", "default", *port).stdout
     finally:
         second.stop()

@@ -68,3 +68,39 @@ def test_missing_things_are_named(registry, trained):
         registry.set_alias("default", "champion", 9, actor="x", reason="y")
     with pytest.raises(InvalidInput, match="invalid"):
         registry.versions("Bad Name")
+
+
+def test_served_at_reads_the_deployment_history() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from loopml.registry import HistoryEvent, served_at
+
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+    def event(minutes: int, action: str, version: int, **details: object) -> HistoryEvent:
+        return HistoryEvent(
+            model="default",
+            at=t0 + timedelta(minutes=minutes),
+            actor="test",
+            action=action,  # type: ignore[arg-type]
+            version=version,
+            reason=f"{action} v{version}",
+            details=dict(details),
+        )
+
+    history = [
+        event(0, "registered", 1),
+        event(1, "alias_moved", 1, alias="champion"),
+        event(10, "canary_started", 2),
+        event(20, "promoted", 2),
+        event(20, "alias_moved", 2, alias="champion"),
+        event(30, "canary_started", 3),
+        event(40, "rolled_back", 3),
+    ]
+    at = lambda minutes: served_at(history, t0 + timedelta(minutes=minutes))  # noqa: E731
+    assert at(0).champion is None
+    assert (at(5).champion, at(5).canary) == (1, None)
+    assert (at(15).champion, at(15).canary) == (1, 2)  # v2 baking beside the champion
+    assert (at(25).champion, at(25).reason, at(25).since) == (2, "alias_moved v2", t0 + timedelta(minutes=20))
+    assert (at(35).champion, at(35).canary) == (2, 3)
+    assert (at(45).champion, at(45).canary) == (2, None)  # the rolled-back canary no longer serves
