@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--local", action="store_true", help="register into the running local stack")
     where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
     train.add_argument("--champion", action="store_true", help="make the new version the champion")
+    train.add_argument(
+        "--new-schema",
+        action="store_true",
+        help="register even though the features or target differ from the champion's (callers must follow)",
+    )
     train.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)")
     train.set_defaults(run=_train)
 
@@ -212,13 +217,15 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--config {args.config}: {exc}") from None
     columns, digest = read_path(args.data)
     schema = infer_schema(columns, args.target, config)
+    store = _store(args.bucket, args.aws_port if args.local else None) if (args.local or args.bucket) else None
+    if store is not None and not args.new_schema:
+        ModelRegistry(store).check_contract(args.model, schema)  # before training, not after
     print(f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)")
     trained = train(columns, schema, params)
     _print_metrics(trained.metrics.model_dump())
-    if not (args.local or args.bucket):
+    if store is None:
         print("not registered (pass --local or --bucket to register this model)")
         return 0
-    store = _store(args.bucket, args.aws_port if args.local else None)
     registry = ModelRegistry(store)
     uri = store.uri(keys.dataset_key(args.model, "uploads", f"{digest[:16]}-{args.data.name}"))
     store.put(uri.split("/", 3)[3], args.data.read_bytes())
@@ -226,6 +233,7 @@ def _train(args: argparse.Namespace) -> int:
     meta = registry.register(
         metadata_for(trained, args.model, lineage, actor=_actor()),
         serialize_bundle(trained.bundle),
+        new_contract=args.new_schema,
     )
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
     if args.champion and args.local and args.model == _served_model():

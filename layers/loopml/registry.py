@@ -28,9 +28,9 @@ import joblib
 from pydantic import BaseModel, Field
 
 from loopml import keys
-from loopml.errors import IntegrityError, ModelNotFound, NotFound, VersionConflict
+from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, VersionConflict
 from loopml.names import validate_model_name
-from loopml.schema import FeatureSchema
+from loopml.schema import FeatureSchema, contract_changes
 from loopml.store import ObjectStore
 
 ARTIFACT = keys.ARTIFACT
@@ -81,6 +81,10 @@ class HistoryEvent(BaseModel):
     previous_version: int | None = None
     reason: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ContractChanged(InvalidInput):
+    """A new version would change what callers send or what feedback labels mean."""
 
 
 class ServedAt(BaseModel):
@@ -173,12 +177,18 @@ class ModelRegistry:
             if key.endswith("/" + keys.METADATA)
         )
 
-    def register(self, metadata: ModelMetadata, artifact: bytes, max_attempts: int = 50) -> ModelMetadata:
+    def register(
+        self, metadata: ModelMetadata, artifact: bytes, max_attempts: int = 50, new_contract: bool = False
+    ) -> ModelMetadata:
         """Allocate the next free version number atomically, upload, then publish the metadata.
 
-        ``metadata.version``, ``artifact_sha256`` and ``artifact_key`` are filled in here.
+        ``metadata.version``, ``artifact_sha256`` and ``artifact_key`` are filled in here. A version whose
+        features or target differ from the champion's (``schema.contract_changes``) is refused with the
+        differences listed, unless ``new_contract``: callers and stored feedback rely on the champion's.
         """
         model = validate_model_name(metadata.model)
+        if not new_contract:
+            self.check_contract(model, metadata.feature_schema)
         claimed = self._claimed_versions(model)
         candidate = (claimed[-1] if claimed else 0) + 1
         for _ in range(max_attempts):
@@ -210,6 +220,21 @@ class ModelRegistry:
             )
         )
         return final
+
+    def check_contract(self, model: str, schema: FeatureSchema) -> None:
+        """ContractChanged, listing the differences, when ``schema`` is not the champion's contract."""
+        try:
+            champion = self.metadata(model, self.alias(model, "champion").version)
+        except ModelNotFound:
+            return
+        changes = contract_changes(champion.feature_schema, schema)
+        if changes:
+            raise ContractChanged(
+                f"{model}: this version does not take what champion v{champion.version} takes ("
+                + "; ".join(changes)
+                + "); register it under another model name, or pass --new-schema to replace the contract",
+                [{"loc": ["feature_schema"], "msg": change, "type": "contract_changed"} for change in changes],
+            )
 
     def metadata(self, model: str, version: int) -> ModelMetadata:
         try:

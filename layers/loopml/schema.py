@@ -121,6 +121,24 @@ def _label(value: Any) -> str | int:
         return text
 
 
+def contract_changes(old: FeatureSchema, new: FeatureSchema) -> list[str]:
+    """What a caller of the model would notice: features gone or added, a kind changed, another target
+    or other classes. Ranges and category lists are not part of it (they move with every retraining)."""
+    changes = []
+    before, after = {f.name: f for f in old.features}, {f.name: f for f in new.features}
+    if gone := [n for n in before if n not in after]:
+        changes.append(f"features no longer taken: {gone}")
+    if added := [n for n in after if n not in before]:
+        changes.append(f"new required features: {added}")
+    for name in (n for n in before if n in after and before[n].kind != after[n].kind):
+        changes.append(f"feature {name!r} is {after[name].kind.value}, was {before[name].kind.value}")
+    if old.target != new.target:
+        changes.append(f"target {new.target!r}, was {old.target!r}")
+    elif [str(c) for c in old.classes] != [str(c) for c in new.classes]:
+        changes.append(f"classes {new.classes}, were {old.classes}")
+    return changes
+
+
 def infer_schema(
     columns: Mapping[str, Sequence[Any]], target: str, config: SchemaConfig | None = None
 ) -> FeatureSchema:

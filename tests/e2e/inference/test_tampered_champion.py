@@ -48,6 +48,14 @@ def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_
         status, answer = http_json("POST", f"{api}/predict", {"instance": example_instance()})
         assert status == 200 and answer["model_version"] == 2, answer  # served at once, no restart
         while_v2 = datetime.now(UTC).isoformat()
+        # Another contract under the same name is refused, naming the difference, before anything trains.
+        columns = datasets.loan_default(300, seed=6)
+        columns.pop("region")
+        other = tmp_path / "no-region.csv"
+        other.write_bytes(write_csv(columns))
+        refused = _loopml("train", "--data", str(other), "--target", "default", "--local", "--aws-port", str(aws_port))
+        assert refused.returncode == 2 and "features no longer taken: ['region']" in refused.stderr, refused
+        assert "--new-schema" in refused.stderr and "training default" not in refused.stdout
     finally:
         first.stop()
 

@@ -104,3 +104,30 @@ def test_served_at_reads_the_deployment_history() -> None:
     assert (at(25).champion, at(25).reason, at(25).since) == (2, "alias_moved v2", t0 + timedelta(minutes=20))
     assert (at(35).champion, at(35).canary) == (2, 3)
     assert (at(45).champion, at(45).canary) == (2, None)  # the rolled-back canary no longer serves
+
+
+def test_a_version_that_changes_the_contract_is_refused_unless_asked_for(trained) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from loopml.registry import ContractChanged, ModelRegistry, serialize_bundle
+    from loopml.schema import FeatureKind
+    from loopml_dev.memory import MemoryObjectStore
+    from tests.conftest import make_metadata
+
+    registry = ModelRegistry(MemoryObjectStore())
+    first = registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+    registry.set_alias("default", "champion", first.version, actor="test", reason="first")
+    schema = trained.schema.model_copy(deep=True)
+    dropped = schema.features.pop()
+    schema.features[0].kind = (
+        FeatureKind.categorical if schema.features[0].kind is FeatureKind.numeric else FeatureKind.numeric
+    )
+    schema.classes = ["no", "yes"]
+    other = make_metadata(trained).model_copy(update={"feature_schema": schema})
+    with pytest.raises(ContractChanged) as refused:
+        registry.register(other, serialize_bundle(trained.bundle))
+    message = str(refused.value)
+    assert f"features no longer taken: ['{dropped.name}']" in message
+    assert f"feature '{schema.features[0].name}' is" in message and "classes ['no', 'yes']" in message
+    assert registry.versions("default") == [first.version]  # nothing was written
+    assert registry.register(other, serialize_bundle(trained.bundle), new_contract=True).version == 2
