@@ -30,6 +30,7 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 from infra.constructs.deployment import Deployment  # noqa: E402
 from infra.stack import LoopmlStack  # noqa: E402
+from loopml.topology import TOPOLOGY, Topology  # noqa: E402
 
 # Set here rather than only in cdk.json so `python infra/app.py` and the tests synthesize the same.
 FEATURE_FLAGS: dict[str, object] = {
@@ -38,7 +39,9 @@ FEATURE_FLAGS: dict[str, object] = {
 }
 
 
-def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> tuple[App, LoopmlStack]:
+def build_app(
+    context: dict[str, object] | None = None, outdir: str | None = None, topology: Topology = TOPOLOGY
+) -> tuple[App, LoopmlStack]:
     """The app with its one stack (per stage) and cdk-nag's AWS Solutions checks as a validation plugin."""
     app = App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
     deployment = Deployment.from_context(app.node.try_get_context)
@@ -46,6 +49,7 @@ def build_app(context: dict[str, object] | None = None, outdir: str | None = Non
         app,
         deployment.name("stack"),
         deployment=deployment,
+        topology=topology,
         description=f"loopml {deployment.stage}: serverless scikit-learn (model {deployment.model})",
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -102,7 +102,7 @@ class LoopmlStack(Stack):
             raise UnexplainedWildcard("IAM wildcards not produced by a known grant_*: " + "; ".join(unexplained))
 
     def _function(self, spec: FunctionSpec, constructs: Mapping[str, FunctionFactory]) -> FunctionConstruct:
-        factory = constructs.get(spec.name, DeclaredFunction)
+        factory = constructs.get(spec.folder, DeclaredFunction)  # every model's lane is an Inference
         return factory(
             self,
             pascal(spec.name),

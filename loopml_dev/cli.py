@@ -236,12 +236,16 @@ def _train(args: argparse.Namespace) -> int:
         new_contract=args.new_schema,
     )
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
-    if args.champion and args.local and args.model == _served_model():
+    if args.champion and args.local and args.model in _local_lanes(args.aws_port):
         # What the CLI says is what is served: the same promotion as `loopml promote`.
-        _print_served(_promotion(args.aws_port).promote(args.model, meta.version, _actor(), "loopml train --champion"))
+        promotion = _promotion(args.aws_port, args.model)
+        _print_served(promotion.promote(args.model, meta.version, _actor(), "loopml train --champion"))
     elif args.champion:
         registry.set_alias(args.model, "champion", meta.version, actor=_actor(), reason="loopml train --champion")
-        print(f"{args.model} champion -> v{meta.version} (registry alias; no local inference function serves it)")
+        print(
+            f"{args.model} champion -> v{meta.version} (registry alias; no local inference function serves it: "
+            f"declare it in loopml.topology.MODELS, then `make up`)"
+        )
     return 0
 
 
@@ -373,19 +377,21 @@ def _registry(args: argparse.Namespace) -> Any:
     return ModelRegistry(_store(args.bucket, None if args.bucket else args.aws_port))
 
 
-def _served_locally(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(model, model version) the local inference function's alias ``live`` serves; None against AWS."""
+def _served_locally(args: argparse.Namespace) -> dict[str, str]:
+    """Model -> the model version its lane's alias ``live`` serves (local stack); {} against AWS."""
     if args.bucket:
-        return None
-    from loopml.inference.models import served_model
-    from loopml.topology import TOPOLOGY, physical_name
+        return {}
+    from loopml.topology import TOPOLOGY
 
     lam = _local_client("lambda", args.aws_port)
-    function = physical_name(LOCAL_STAGE, "inference")
-    alias = lam.get_alias(FunctionName=function, Name=TOPOLOGY.function("inference").alias)
-    env = lam.get_function_configuration(FunctionName=function, Qualifier=alias["FunctionVersion"])
-    variables = (env.get("Environment") or {}).get("Variables", {})
-    return str(served_model(variables)), f"{variables.get('MODEL_VERSION', '?')} (Lambda {alias['FunctionVersion']})"
+    served = {}
+    for model, function in _local_lanes(args.aws_port).items():
+        alias = lam.get_alias(FunctionName=function, Name=TOPOLOGY.function("inference").alias)
+        env = lam.get_function_configuration(FunctionName=function, Qualifier=alias["FunctionVersion"])
+        # unpinned, a version serves what the registry's champion was when it loaded
+        version = (env.get("Environment") or {}).get("Variables", {}).get("MODEL_VERSION", "champion")
+        served[model] = f"{version} (Lambda {alias['FunctionVersion']})"
+    return served
 
 
 def _champion_of(registry: Any, model: str) -> int | None:
@@ -411,8 +417,11 @@ def _models_list(args: argparse.Namespace) -> int:
         events = registry.history(name)
         last = events[-1] if events else None
         change = f"{last.at:%Y-%m-%d %H:%M} {last.action} by {last.actor}" if last else ""
-        serving = f"v{served[1]}" if served and served[0] == name else "-"
         champion_text = f"v{champion}" if champion else "-"
+        serving = "-"
+        if name in served:
+            version, _, lambda_version = served[name].partition(" ")
+            serving = f"{champion_text if version == 'champion' else 'v' + version} {lambda_version}"
         print(f"{name:<24} {len(versions):>8} {champion_text:>8} {'v' + str(versions[-1]):>6}  {serving:<22} {change}")
     return 0
 
@@ -517,9 +526,7 @@ def _require_served_locally(model: str, aws_port: int) -> None:
     """Refuse, before starting anything, a model the local deployment does not serve."""
     from botocore.exceptions import ClientError
 
-    from loopml.topology import physical_name
-
-    function = physical_name(LOCAL_STAGE, "inference")
+    function = _lane(model, aws_port)  # UsageError naming what is served: nothing started
     try:
         config = _local_client("lambda", aws_port).get_function_configuration(FunctionName=function)
     except ClientError as exc:
@@ -581,23 +588,45 @@ def _error_message(cause: Any) -> str:
     return str(cause)
 
 
-def _promotion(aws_port: int) -> Any:
+def _promotion(aws_port: int, model: str) -> Any:
+    """The same promotion the workflow does, on ``model``'s own inference function."""
     from loopml.promotion import Promotion
     from loopml.registry import ModelRegistry
     from loopml.retrain.adapters import InferenceAlias
-    from loopml.topology import TOPOLOGY, physical_name
+    from loopml.topology import TOPOLOGY
 
     registry = ModelRegistry(_store(None, aws_port))
-    alias = InferenceAlias(
-        _local_client("lambda", aws_port), physical_name(LOCAL_STAGE, "inference"), TOPOLOGY.function("inference").alias
-    )
+    live = TOPOLOGY.function("inference").alias
+    alias = InferenceAlias(_local_client("lambda", aws_port), _lane(model, aws_port), live)
     return Promotion(registry, alias)
 
 
-def _served_model() -> str:
-    from loopml.topology import TOPOLOGY
+def _local_lanes(aws_port: int) -> dict[str, str]:
+    """Model -> its inference function, as the running local stack deployed them (its declaration,
+    whatever `make up` read): the functions named ``loopml-local-inference[-<model>]``."""
+    from loopml.topology import physical_name
 
-    return str(TOPOLOGY.function("inference").environment.get("MODEL_NAME", DEFAULT_MODEL))
+    lam = _local_client("lambda", aws_port)
+    first = physical_name(LOCAL_STAGE, "inference")
+    lanes = {}
+    for page in lam.get_paginator("list_functions").paginate():
+        for function in page.get("Functions", []):
+            name = function["FunctionName"]
+            if name == first or name.startswith(first + "-"):
+                model = (function.get("Environment") or {}).get("Variables", {}).get("MODEL_NAME")
+                if model:
+                    lanes[model] = name
+    return lanes
+
+
+def _lane(model: str, aws_port: int) -> str:
+    lanes = _local_lanes(aws_port)
+    if model not in lanes:
+        raise UsageError(
+            f"model {model!r} is not served by this deployment (it serves {', '.join(sorted(lanes)) or 'nothing'}): "
+            "declare it in loopml.topology.MODELS, then `make up`"
+        )
+    return lanes[model]
 
 
 def _actor() -> str:
@@ -617,7 +646,7 @@ def _promote(args: argparse.Namespace) -> int:
     text = args.version.strip().lower().removeprefix("v")
     if not text.isdigit() or int(text) < 1:
         raise UsageError(f"version {args.version!r}: expected a version number such as 3 or v3")
-    _print_served(_promotion(args.aws_port).promote(model, int(text), _actor(), args.reason, force=args.force))
+    _print_served(_promotion(args.aws_port, model).promote(model, int(text), _actor(), args.reason, force=args.force))
     return 0
 
 
@@ -625,7 +654,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from loopml.names import validate_model_name
 
     model = validate_model_name(args.model)
-    _print_served(_promotion(args.aws_port).rollback(model, _actor(), args.reason, force=args.force))
+    _print_served(_promotion(args.aws_port, model).rollback(model, _actor(), args.reason, force=args.force))
     return 0
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loopml.api import api_resolver, caller_of, path_param, resolve
+from loopml.api import api_resolver, caller_of, lane_model, path_param, resolve
 from loopml.events import is_api, require_sqs
 from loopml.feedback import wiring
 from loopml.feedback.erasure import erase_subject
@@ -50,7 +50,7 @@ def post_feedback(body: FeedbackRequest) -> Response[str]:
 
 @app.get("/review")
 def get_review(limit: Annotated[int, Query(ge=1, le=MAX_REVIEW_PAGE)] = 20) -> ReviewPage:
-    return parts.service.review_page(limit)
+    return parts.service.review_page(limit, lane_model(app))
 
 
 @app.post("/review/<prediction_id>")

@@ -34,12 +34,12 @@ class MissingFunctionCode(FileNotFoundError):
 
 def function_code_dir(deployment: Deployment, spec: FunctionSpec) -> str:
     """``functions/<name>/``, checked so a declared-but-unwritten function fails synth clearly."""
-    folder = deployment.functions_root / spec.name
+    folder = deployment.functions_root / spec.folder
     module = spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
     if not folder.is_dir():
         raise MissingFunctionCode(
             f"function {spec.name!r} is declared in loopml.topology but {folder} does not exist: "
-            f"write functions/{spec.name}/{module} or remove the declaration"
+            f"write functions/{spec.folder}/{module} or remove the declaration"
         )
     if not (folder / module).is_file():
         raise MissingFunctionCode(

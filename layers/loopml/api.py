@@ -18,6 +18,7 @@ import json
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -35,6 +36,7 @@ from loopml.errors import (
     VersionConflict,
 )
 from loopml.events import is_api, unsupported
+from loopml.names import LANE_ROOT, lane_relative
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
@@ -178,6 +180,26 @@ def api_resolver() -> APIGatewayRestResolver:
     return app
 
 
+def without_lane(event: dict[str, Any]) -> dict[str, Any]:
+    """``/models/<model>/predict`` routed as ``/predict``: a model's lane serves the routes of the first
+    model under its prefix. The model is kept as path parameter ``model`` (``lane_model``)."""
+    resource = str(event.get("resource") or "")
+    if not resource.startswith(LANE_ROOT):
+        return event
+    segment = resource[len(LANE_ROOT) :].partition("/")[0]
+    params = dict(event.get("pathParameters") or {})
+    params["model"] = str(params.get("model") if segment == "{model}" else segment)
+    path = lane_relative(str(event.get("path") or ""))
+    return {**event, "resource": lane_relative(resource), "path": path, "pathParameters": params}
+
+
+def lane_model(app: APIGatewayRestResolver) -> str | None:
+    """The model of the lane a request came in by (``/models/<model>/...``), None on un-prefixed routes."""
+    params = app.current_event.get("pathParameters") or {}
+    model = params.get("model")
+    return unquote(model) if isinstance(model, str) else None
+
+
 def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any) -> dict[str, Any]:
     """Checks the event and its body, then routes it; a bad body is answered here, not by a route."""
     if not is_api(event):
@@ -189,7 +211,7 @@ def resolve(app: APIGatewayRestResolver, function: str, event: Any, context: Any
     except InvalidInput as exc:
         response = invalid_input_response(exc)
     else:
-        resolved: dict[str, Any] = app.resolve(event, context)
+        resolved: dict[str, Any] = app.resolve(without_lane(event), context)
         return resolved
     return {
         "statusCode": response.status_code,

@@ -40,3 +40,24 @@ ModelName = Annotated[
     WithJsonSchema({"type": "string", "pattern": MODEL_NAME.pattern, "description": "a model name"}),
 ]
 """A model name as a pydantic field: request and state machine inputs validate it like the registry."""
+
+
+LANE_ROOT = "/models/"  # every model's routes: /models/<model>/predict, ... (the first model's also un-prefixed)
+
+
+def lane_prefix(model: str) -> str:
+    return f"{LANE_ROOT}{model}"
+
+
+def lane_function(first: str, first_model: str, model: str) -> str:
+    """The name of ``model``'s inference function, from the first model's (``inference`` and
+    ``inference-<model>``, as declared; physical names carry the same suffix)."""
+    return first if model == first_model else f"{first}-{model}"
+
+
+def lane_relative(path: str) -> str:
+    """``/models/<model>/predict`` -> ``/predict``: what a lane serves under its prefix; other paths as they are."""
+    if not path.startswith(LANE_ROOT):
+        return path
+    rest = path[len(LANE_ROOT) :].partition("/")[2]
+    return "/" + rest

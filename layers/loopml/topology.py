@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from loopml import keys
+from loopml.names import lane_function, lane_prefix
 
 ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
@@ -156,6 +157,7 @@ class SecretSpec(BaseModel, frozen=True):
 class FunctionSpec(BaseModel, frozen=True):
     name: str
     description: str
+    code: str = ""  # the folder under functions/ (default: the name): one model's lane shares the inference code
     handler: str = "app.handler"
     memory_mb: int = 1024
     timeout_s: int = 30
@@ -168,6 +170,21 @@ class FunctionSpec(BaseModel, frozen=True):
     execution_watches: tuple[ExecutionWatch, ...] = ()
     alias: str = "live"
 
+    @property
+    def folder(self) -> str:
+        return self.code or self.name
+
+
+class ModelSpec(BaseModel, frozen=True):
+    """A model the deployment serves, each in its own lane: its own inference function and alias ``live``
+    (one model's canary, cold start or failure never touches another's), routes under
+    ``/models/<name>/``, and a drift evaluation on its own schedule. The first model keeps the
+    un-prefixed routes (``/predict``, ...)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    drift_every_minutes: int = Field(60, ge=5)
+    memory_mb: int = Field(2048, ge=128, le=10240)
+
 
 class StateMachineSpec(BaseModel, frozen=True):
     name: str
@@ -176,6 +193,7 @@ class StateMachineSpec(BaseModel, frozen=True):
 
 
 class Topology(BaseModel, frozen=True):
+    models: tuple[ModelSpec, ...] = ()
     buckets: tuple[BucketSpec, ...]
     queues: tuple[QueueSpec, ...]
     tables: tuple[TableSpec, ...] = ()
@@ -255,6 +273,13 @@ class Topology(BaseModel, frozen=True):
         queues = {q.name for q in self.queues}
         return tuple(n for n in self.bucket(bucket).notifications if n.queue in queues)
 
+    def inference_function(self, model: str) -> FunctionSpec:
+        """The function serving ``model`` (KeyError when no declared model has that name)."""
+        for spec in self.functions:
+            if spec.folder == "inference" and spec.environment.get("MODEL_NAME") == model:
+                return spec
+        raise KeyError(model)
+
     def function(self, name: str) -> FunctionSpec:
         for spec in self.functions:
             if spec.name == name:
@@ -285,182 +310,221 @@ def dlq_name(queue: str) -> str:
 
 _POWERTOOLS = {"POWERTOOLS_METRICS_NAMESPACE": "loopml", "POWERTOOLS_LOG_LEVEL": "INFO"}
 
-TOPOLOGY = Topology(
-    buckets=(
-        BucketSpec(
-            name="models",
-            notifications=(  # uploads: see loopml.starter (retraining data) and loopml.batch (scoring)
-                Notification(prefix=keys.INCOMING, queue="uploads"),
-                Notification(prefix=keys.BATCH_INPUT, queue="batch"),
-            ),
+# The models this deployment serves. Adding one: a line here, then `loopml train --model NAME --local
+# --champion` (or `loopml register`); the next `make up` or `cdk deploy` gives it its lane.
+MODELS: tuple[ModelSpec, ...] = (ModelSpec(name="default"),)
+
+_INFERENCE_ROUTES = (
+    Route(method="POST", path="/predict", query=("explain",)),
+    Route(method="GET", path="/model", query=("profile",)),
+    Route(method="GET", path="/health", auth="none"),
+    Route(method="GET", path="/openapi.json", auth="none"),
+    Route(method="GET", path="/swagger", auth="none"),
+)
+
+
+def inference_lane(model: ModelSpec, first_model: str) -> FunctionSpec:
+    """One model's inference function: ``inference`` for the first model, ``inference-<model>`` after."""
+    prefixed = tuple(r.model_copy(update={"path": lane_prefix(model.name) + r.path}) for r in _INFERENCE_ROUTES)
+    return FunctionSpec(
+        name=lane_function("inference", first_model, model.name),
+        code="inference",
+        description=f"Serves {model.name}: predictions with confidence, explanations and graceful degradation.",
+        memory_mb=model.memory_mb,
+        timeout_s=29,
+        environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "inference", "MODEL_NAME": model.name},
+        resources={
+            "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+            "CAPTURE_QUEUE_URL": Ref(kind="queue", name="capture", attribute="url"),
+            "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
+        },
+        grants=(
+            bucket("models", "read", keys.MODELS),  # the registry: metadata, artifacts, aliases
+            Grant(kind="queue", name="capture", access="send"),
+            Grant(kind="secret", name="subject-key", access="read"),
         ),
-    ),
-    queues=(
-        QueueSpec(name="capture", visibility_timeout_s=120),
-        QueueSpec(name="feedback", visibility_timeout_s=180),  # 6x the consumer's timeout
-        QueueSpec(name="uploads", visibility_timeout_s=900, max_receive_count=3),  # 3x the starter's timeout
-        QueueSpec(name="batch", visibility_timeout_s=5400, max_receive_count=3),  # 6x the batch timeout
-    ),
-    tables=(
-        TableSpec(name="prediction-index"),  # prediction_id -> model, version, subject; TTL 400 days
-        TableSpec(name="review"),  # the human review list
-        TableSpec(name="subjects", ttl_attribute=None),  # opt-outs, erasures, objects per subject
-    ),
-    secrets=(SecretSpec(name="subject-key"),),  # HMAC key: subject ids are stored only as keyed hashes
-    functions=(
-        FunctionSpec(
-            name="inference",
-            description="Serves predictions with confidence, explanations and graceful degradation.",
-            memory_mb=2048,
-            timeout_s=29,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "inference", "MODEL_NAME": "default"},
-            resources={
-                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
-                "CAPTURE_QUEUE_URL": Ref(kind="queue", name="capture", attribute="url"),
-                "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
-            },
-            grants=(
-                bucket("models", "read", keys.MODELS),  # the registry: metadata, artifacts, aliases
-                Grant(kind="queue", name="capture", access="send"),
-                Grant(kind="secret", name="subject-key", access="read"),
-            ),
-            routes=(
-                Route(method="POST", path="/predict", query=("explain",)),
-                Route(method="GET", path="/model", query=("profile",)),
-                Route(method="GET", path="/health", auth="none"),
-                Route(method="GET", path="/openapi.json", auth="none"),
-                Route(method="GET", path="/swagger", auth="none"),
-            ),
-        ),
-        FunctionSpec(
-            name="feedback",
-            description="Feedback and review API, right to erasure, and the capture consumer.",
-            memory_mb=1024,
-            timeout_s=30,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "feedback", "MODEL_NAME": "default"},
-            resources={
-                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
-                "FEEDBACK_QUEUE_URL": Ref(kind="queue", name="feedback", attribute="url"),
-                "PREDICTION_INDEX_TABLE": Ref(kind="table", name="prediction-index"),
-                "REVIEW_TABLE": Ref(kind="table", name="review"),
-                "SUBJECTS_TABLE": Ref(kind="table", name="subjects"),
-                "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
-            },
-            grants=(
-                bucket("models", "read", keys.MODELS),  # schemas: classes and sensitive features
-                bucket("models", "read_write", keys.CAPTURED),  # the dataset; erasure rewrites and deletes
-                Grant(kind="queue", name="feedback", access="send"),
-                Grant(kind="queue", name="capture", access="consume"),
-                Grant(kind="queue", name="feedback", access="consume"),
-                Grant(kind="table", name="prediction-index", access="read_write"),
-                Grant(kind="table", name="review", access="read_write"),
-                Grant(kind="table", name="subjects", access="read_write"),
-                Grant(kind="secret", name="subject-key", access="read"),
-            ),
-            routes=(
-                Route(method="POST", path="/feedback"),
-                Route(method="GET", path="/review", query=("limit",)),
-                Route(method="POST", path="/review/{prediction_id}"),
-                Route(method="DELETE", path="/subjects/{subject_id}", auth="iam"),
-            ),
-            event_sources=(
-                EventSource(queue="capture", batch_size=100, max_batching_window_s=1),
-                EventSource(queue="feedback", batch_size=100, max_batching_window_s=1),
-            ),
-        ),
-        FunctionSpec(
-            name="retrain",
-            description="Retraining steps (prepare, train, gate, canary, promote, roll back) and approvals.",
-            memory_mb=3008,
-            timeout_s=900,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "retrain"},
-            resources={
-                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
-                "INFERENCE_FUNCTION": Ref(kind="function", name="inference"),
-            },
-            grants=(
-                bucket("models", "read_write", keys.MODELS, keys.DATASETS, keys.APPROVALS, keys.RETRAIN),  # registers
-                bucket("models", "read", keys.CAPTURED, keys.INCOMING),  # labelled feedback, uploaded data
-                Grant(kind="function", name="inference", access="update_function"),
-                Grant(kind="function", name="inference", access="invoke"),
-                Grant(kind="function", name="inference", access="watch"),  # canary metrics and alarms
-                Grant(kind="state_machine", name="retrain", access="start"),
-                Grant(kind="state_machine", name="retrain", access="respond"),  # approvals: task tokens
-            ),
-            routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
-            execution_watches=(ExecutionWatch(state_machine="retrain"),),  # aborted runs: champion restored
-        ),
-        FunctionSpec(
-            name="drift",
-            description="Drift, performance, quality and bias evaluation, reports, and the guarded retraining trigger.",
-            memory_mb=2048,
-            timeout_s=300,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "drift", "MODEL_NAME": "default"},
-            resources={
-                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
-                "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
-            },
-            grants=(
-                bucket("models", "read", keys.MODELS, keys.CAPTURED),
-                bucket("models", "read_write", keys.DRIFT),  # reports and history
-                bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
-                Grant(kind="state_machine", name="retrain", access="start"),
-                Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
-            ),
-            routes=(
-                Route(method="POST", path="/drift/evaluate"),
-                Route(method="GET", path="/drift/latest", query=("model", "model_version")),
-            ),
-            schedules=(Schedule(name="hourly", rate_minutes=60),),
-        ),
-        FunctionSpec(
-            name="starter",
-            description="Validates training data uploaded under incoming/<model>/ and starts the retraining.",
-            memory_mb=2048,
-            timeout_s=300,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "starter"},
-            resources={
-                "MODEL_BUCKET": Ref(kind="bucket", name="models"),
-                "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
-            },
-            grants=(
-                bucket("models", "read", keys.MODELS, keys.INCOMING),
-                bucket("models", "write", keys.INCOMING),  # the report next to each upload
-                bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
-                Grant(kind="queue", name="uploads", access="consume"),
-                Grant(kind="state_machine", name="retrain", access="start"),
-                Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
-            ),
-            event_sources=(EventSource(queue="uploads", batch_size=1, max_batching_window_s=0),),
-            schedules=(
-                Schedule(
-                    name="weekly",
-                    rate_minutes=10080,
-                    enabled=False,  # off by default: enable it in the declaration (or the console)
-                    input={"model": "default", "reason": "scheduled retraining"},
+        routes=(*(_INFERENCE_ROUTES if model.name == first_model else ()), *prefixed),
+    )
+
+
+def declaration(models: tuple[ModelSpec, ...] = MODELS) -> Topology:
+    """The whole deployment for ``models``: each model's lane, and the functions every lane shares."""
+    if not models:
+        raise ValueError("a deployment declares at least one model")
+    lanes = tuple(inference_lane(model, models[0].name) for model in models)
+    return Topology(
+        models=models,
+        buckets=(
+            BucketSpec(
+                name="models",
+                notifications=(  # uploads: see loopml.starter (retraining data) and loopml.batch (scoring)
+                    Notification(prefix=keys.INCOMING, queue="uploads"),
+                    Notification(prefix=keys.BATCH_INPUT, queue="batch"),
                 ),
             ),
         ),
-        FunctionSpec(
-            name="batch",
-            description="Scores CSV / JSON Lines files uploaded under batch/input/ with the champion.",
-            memory_mb=2048,
-            timeout_s=900,
-            environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "batch"},
-            resources={"MODEL_BUCKET": Ref(kind="bucket", name="models")},
-            grants=(
-                bucket("models", "read", keys.MODELS, keys.BATCH_INPUT),
-                bucket("models", "write", keys.BATCH_OUTPUT),  # scored files and error reports
-                Grant(kind="queue", name="batch", access="consume"),
+        queues=(
+            QueueSpec(name="capture", visibility_timeout_s=120),
+            QueueSpec(name="feedback", visibility_timeout_s=180),  # 6x the consumer's timeout
+            QueueSpec(name="uploads", visibility_timeout_s=900, max_receive_count=3),  # 3x the starter's timeout
+            QueueSpec(name="batch", visibility_timeout_s=5400, max_receive_count=3),  # 6x the batch timeout
+        ),
+        tables=(
+            TableSpec(name="prediction-index"),  # prediction_id -> model, version, subject; TTL 400 days
+            TableSpec(name="review"),  # the human review list
+            TableSpec(name="subjects", ttl_attribute=None),  # opt-outs, erasures, objects per subject
+        ),
+        secrets=(SecretSpec(name="subject-key"),),  # HMAC key: subject ids are stored only as keyed hashes
+        functions=(
+            *lanes,
+            FunctionSpec(
+                name="feedback",
+                description="Feedback and review API, right to erasure, and the capture consumer.",
+                memory_mb=1024,
+                timeout_s=30,
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "feedback", "MODEL_NAME": "default"},
+                resources={
+                    "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                    "FEEDBACK_QUEUE_URL": Ref(kind="queue", name="feedback", attribute="url"),
+                    "PREDICTION_INDEX_TABLE": Ref(kind="table", name="prediction-index"),
+                    "REVIEW_TABLE": Ref(kind="table", name="review"),
+                    "SUBJECTS_TABLE": Ref(kind="table", name="subjects"),
+                    "SUBJECT_KEY_SECRET_ARN": Ref(kind="secret", name="subject-key", attribute="arn"),
+                },
+                grants=(
+                    bucket("models", "read", keys.MODELS),  # schemas: classes and sensitive features
+                    bucket("models", "read_write", keys.CAPTURED),  # the dataset; erasure rewrites and deletes
+                    Grant(kind="queue", name="feedback", access="send"),
+                    Grant(kind="queue", name="capture", access="consume"),
+                    Grant(kind="queue", name="feedback", access="consume"),
+                    Grant(kind="table", name="prediction-index", access="read_write"),
+                    Grant(kind="table", name="review", access="read_write"),
+                    Grant(kind="table", name="subjects", access="read_write"),
+                    Grant(kind="secret", name="subject-key", access="read"),
+                ),
+                routes=(
+                    Route(method="POST", path="/feedback"),
+                    Route(method="GET", path="/review", query=("limit",)),
+                    Route(method="POST", path="/review/{prediction_id}"),
+                    Route(method="DELETE", path="/subjects/{subject_id}", auth="iam"),
+                    # every model's lane; the model is the prediction's, from the index
+                    Route(method="POST", path=lane_prefix("{model}") + "/feedback"),
+                    Route(method="GET", path=lane_prefix("{model}") + "/review", query=("limit",)),
+                    Route(method="POST", path=lane_prefix("{model}") + "/review/{prediction_id}"),
+                ),
+                event_sources=(
+                    EventSource(queue="capture", batch_size=100, max_batching_window_s=1),
+                    EventSource(queue="feedback", batch_size=100, max_batching_window_s=1),
+                ),
             ),
-            event_sources=(EventSource(queue="batch", batch_size=1, max_batching_window_s=0),),
+            FunctionSpec(
+                name="retrain",
+                description="Retraining steps (prepare, train, gate, canary, promote, roll back) and approvals.",
+                memory_mb=3008,
+                timeout_s=900,
+                environment={
+                    **_POWERTOOLS,
+                    "POWERTOOLS_SERVICE_NAME": "retrain",
+                    "MODEL_NAME": models[0].name,  # INFERENCE_FUNCTION serves it; every other model its own lane
+                    "MODELS": ",".join(m.name for m in models),
+                },
+                resources={
+                    "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                    "INFERENCE_FUNCTION": Ref(kind="function", name="inference"),
+                },
+                grants=(
+                    bucket(
+                        "models", "read_write", keys.MODELS, keys.DATASETS, keys.APPROVALS, keys.RETRAIN
+                    ),  # registers
+                    bucket("models", "read", keys.CAPTURED, keys.INCOMING),  # labelled feedback, uploaded data
+                    *(  # each model's lane: publish, route, watch its canary
+                        Grant(kind="function", name=lane.name, access=access)
+                        for lane in lanes
+                        for access in ("update_function", "invoke", "watch")
+                    ),
+                    Grant(kind="state_machine", name="retrain", access="start"),
+                    Grant(kind="state_machine", name="retrain", access="respond"),  # approvals: task tokens
+                ),
+                routes=(Route(method="POST", path="/approvals/{token}", auth="iam"),),
+                execution_watches=(ExecutionWatch(state_machine="retrain"),),  # aborted runs: champion restored
+            ),
+            FunctionSpec(
+                name="drift",
+                description="Drift, performance, quality and bias evaluation, reports, the guarded retraining trigger.",
+                memory_mb=2048,
+                timeout_s=300,
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "drift", "MODEL_NAME": "default"},
+                resources={
+                    "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                    "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
+                },
+                grants=(
+                    bucket("models", "read", keys.MODELS, keys.CAPTURED),
+                    bucket("models", "read_write", keys.DRIFT),  # reports and history
+                    bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
+                    Grant(kind="state_machine", name="retrain", access="start"),
+                    Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
+                ),
+                routes=(
+                    Route(method="POST", path="/drift/evaluate"),
+                    Route(method="GET", path="/drift/latest", query=("model", "model_version")),
+                ),
+                schedules=tuple(  # each model on its own schedule
+                    Schedule(name=f"evaluate-{m.name}", rate_minutes=m.drift_every_minutes, input={"model": m.name})
+                    for m in models
+                ),
+            ),
+            FunctionSpec(
+                name="starter",
+                description="Validates training data uploaded under incoming/<model>/ and starts the retraining.",
+                memory_mb=2048,
+                timeout_s=300,
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "starter"},
+                resources={
+                    "MODEL_BUCKET": Ref(kind="bucket", name="models"),
+                    "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
+                },
+                grants=(
+                    bucket("models", "read", keys.MODELS, keys.INCOMING),
+                    bucket("models", "write", keys.INCOMING),  # the report next to each upload
+                    bucket("models", "read_write", keys.STARTS),  # retraining claims (loopml.retrain.trigger)
+                    Grant(kind="queue", name="uploads", access="consume"),
+                    Grant(kind="state_machine", name="retrain", access="start"),
+                    Grant(kind="state_machine", name="retrain", access="read"),  # running executions (guard)
+                ),
+                event_sources=(EventSource(queue="uploads", batch_size=1, max_batching_window_s=0),),
+                schedules=(
+                    Schedule(
+                        name="weekly",
+                        rate_minutes=10080,
+                        enabled=False,  # off by default: enable it in the declaration (or the console)
+                        input={"model": "default", "reason": "scheduled retraining"},
+                    ),
+                ),
+            ),
+            FunctionSpec(
+                name="batch",
+                description="Scores CSV / JSON Lines files uploaded under batch/input/ with the champion.",
+                memory_mb=2048,
+                timeout_s=900,
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "batch"},
+                resources={"MODEL_BUCKET": Ref(kind="bucket", name="models")},
+                grants=(
+                    bucket("models", "read", keys.MODELS, keys.BATCH_INPUT),
+                    bucket("models", "write", keys.BATCH_OUTPUT),  # scored files and error reports
+                    Grant(kind="queue", name="batch", access="consume"),
+                ),
+                event_sources=(EventSource(queue="batch", batch_size=1, max_batching_window_s=0),),
+            ),
         ),
-    ),
-    state_machines=(
-        StateMachineSpec(
-            name="retrain",
-            definition="statemachine/retrain.asl.json",
-            substitutions={"RetrainFunctionArn": Ref(kind="function", name="retrain", attribute="arn")},
+        state_machines=(
+            StateMachineSpec(
+                name="retrain",
+                definition="statemachine/retrain.asl.json",
+                substitutions={"RetrainFunctionArn": Ref(kind="function", name="retrain", attribute="arn")},
+            ),
         ),
-    ),
-)
+    )
+
+
+TOPOLOGY = declaration()

@@ -272,7 +272,7 @@ class Deployer:
         lam = self._client("lambda")
         physical = self.name(logical)
         self.deployment.grants[physical] = grants.statements(spec.grants, self.name)
-        data = function_zip(self.functions_root, logical)
+        data = function_zip(self.functions_root, spec.folder)
         sha = self.code_store.put(data)
         config = {
             "Role": self._role(f"{logical}-role"),

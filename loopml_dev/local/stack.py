@@ -120,7 +120,8 @@ class LocalStack:
         self.region = region
         self.env_overrides = {name: dict(env) for name, env in (env_overrides or {}).items()}
         if api_key is None:  # API Gateway asks for no key locally unless given one: the document says the same
-            self.env_overrides.setdefault("inference", {}).setdefault("API_KEY_REQUIRED", "false")
+            for lane in (spec for spec in topology.functions if spec.folder == "inference"):
+                self.env_overrides.setdefault(lane.name, {}).setdefault("API_KEY_REQUIRED", "false")
         self._progress = on_progress or (lambda message: None)
         # Stack events (pollers, alarms, watches) go to the terminal; what functions print goes to their
         # log files (``loopml logs``), and to ``function_log`` too when a caller (a test) asks for it.

@@ -211,6 +211,16 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return _synth(app, stack, SAMPLE_TOPOLOGY)
 
 
-@pytest.fixture(params=["real", "sample"])
+@pytest.fixture(scope="session")
+def two_models(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The real app declaring two models: each lane's function, alias, routes, schedule and grants."""
+    from loopml.topology import ModelSpec, declaration
+
+    topology = declaration((ModelSpec(name="default"), ModelSpec(name="wine")))
+    app, stack = build_app(dict(SKIP_BUNDLING), str(tmp_path_factory.mktemp("cdk-two")), topology)
+    return _synth(app, stack, topology)
+
+
+@pytest.fixture(params=["real", "sample", "two_models"])
 def synth(request: pytest.FixtureRequest) -> Synth:
     return request.getfixturevalue(request.param)

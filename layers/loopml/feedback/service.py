@@ -119,14 +119,15 @@ class FeedbackService:
             errors.append({"loc": list(loc), "msg": f"{label!r} is not one of {classes}", "type": "value_error"})
         return found
 
-    def review_page(self, limit: int) -> ReviewPage:
-        """Least confident first: those are the labels that teach the model most."""
+    def review_page(self, limit: int, model: str | None = None) -> ReviewPage:
+        """Least confident first: those are the labels that teach the model most. ``model``: that lane's only."""
         if not 1 <= limit <= MAX_REVIEW_PAGE:
             raise InvalidInput(
                 f"limit must be between 1 and {MAX_REVIEW_PAGE}",
                 [{"loc": ["query", "limit"], "msg": f"must be 1-{MAX_REVIEW_PAGE}", "type": "value_error"}],
             )
-        pending = sorted(self.review.pending(), key=lambda i: (i.confidence, i.timestamp, i.prediction_id))
+        items = [i for i in self.review.pending() if model is None or i.model == model]
+        pending = sorted(items, key=lambda i: (i.confidence, i.timestamp, i.prediction_id))
         return ReviewPage(items=pending[:limit], pending=len(pending))
 
     def review_label(self, prediction_id: str, label: str | int, comment: str | None) -> FeedbackResponse:

@@ -10,6 +10,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -247,3 +248,11 @@ class StepFunctionsResponder:
 
     def fail(self, token: str, error: str, cause: str) -> None:
         self._send("send_task_failure", taskToken=token, error=error, cause=cause[:32768])
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One model's inference function as the workflow drives it: its alias ``live`` and its metrics."""
+
+    alias: InferenceAlias
+    metrics: ServingMetrics

@@ -44,8 +44,10 @@ LOWER_IS_BETTER = frozenset({"log_loss"})
 
 class RetrainSettings(FunctionSettings, frozen=True):
     model_bucket: str
-    inference_function: str
+    inference_function: str  # the first model's lane; loopml.names.lane_function gives the others
     inference_alias: str = "live"
+    model_name: str = "default"  # the first model
+    models: str = "default"  # every declared model, comma-separated
     inference_service: str = "inference"  # the ``service`` dimension of the inference function's metrics
     powertools_metrics_namespace: str = "loopml"
     fault_injection: str = ""  # drills and tests only: "step:ErrorName:times[,...]"

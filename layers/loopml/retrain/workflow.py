@@ -36,7 +36,7 @@ from loopml.registry import (
     serialize_bundle,
     verify_and_load,
 )
-from loopml.retrain.adapters import InferenceAlias, ServingMetrics
+from loopml.retrain.adapters import Lane
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.canary import judge
 from loopml.retrain.dataset import WEIGHT, LabelPolicy, clean_columns, combine, select_feedback
@@ -81,8 +81,7 @@ class RetrainWorkflow:
     def __init__(
         self,
         store: ObjectStore,
-        alias: InferenceAlias,
-        metrics: ServingMetrics,
+        lanes: Callable[[str], Lane],
         approvals: Approvals,
         feedback: FeedbackReader,
         faults: FaultInjector | None = None,
@@ -92,13 +91,11 @@ class RetrainWorkflow:
         self.store = store
         self.runs = RunStore(store)
         self.registry = ModelRegistry(store, clock)
-        self.alias = alias
-        self.metrics = metrics
+        self.lanes = lanes  # model -> its inference function (ModelNotServed for a model not declared)
         self.approvals = approvals
         self.feedback = feedback  # labelled predictions only
         self.captured = captured  # every captured prediction (the canary's confidences)
         self.lock = RetrainLock(store, clock)
-        self.promotion = Promotion(self.registry, alias, clock)
         self.faults = faults
         self._clock = clock
 
@@ -171,10 +168,11 @@ class RetrainWorkflow:
         return run
 
     def _require_served(self, model: str) -> None:
-        served = served_model(self.alias.environment())
+        alias = self.lanes(model).alias
+        served = served_model(alias.environment())
         if served is not None and served != model:
             raise ModelNotServed(
-                f"model {model!r} is not served by this deployment ({self.alias.function} serves {served!r}): "
+                f"model {model!r} is not served by this deployment ({alias.function} serves {served!r}): "
                 "nothing was started or changed",
                 [
                     {
@@ -355,20 +353,22 @@ class RetrainWorkflow:
         """Publish an inference version pinned to the challenger; route ``canary_percent`` to it."""
         run, dataset = state.run, _need(state.dataset, "dataset")
         registered: Registered = _need(state.registered, "registered")
+        lane = self.lanes(run.model)
+        alias = lane.alias
         done = self.runs.marker(run, "canary.json")
         if done is not None:
             canary = Canary.model_validate_json(done)
         else:
-            served = served_model(self.alias.environment())
+            served = served_model(alias.environment())
             if served is not None and served != run.model:
-                raise ConfigurationError(f"{self.alias.function} serves model {served!r}, not {run.model!r}")
-            primary, weights = self.alias.routing()
+                raise ConfigurationError(f"{alias.function} serves model {served!r}, not {run.model!r}")
+            primary, weights = alias.routing()
             if weights:
                 raise ConfigurationError(
-                    f"{self.alias.function}:{self.alias.alias} already routes {weights} to another version: "
+                    f"{alias.function}:{alias.alias} already routes {weights} to another version: "
                     "finish or roll back that rollout first"
                 )
-            lambda_version = self.alias.publish(
+            lambda_version = alias.publish(
                 pinned_environment(registered.version, run.canary_fault or ""),
                 f"{run.model} v{registered.version} canary ({run.run_id})",
             )
@@ -381,8 +381,8 @@ class RetrainWorkflow:
                 started_at=self._clock(),
             )
             self.runs.mark(run, "canary.json", canary.model_dump_json().encode())
-        self.alias.route(canary.champion_lambda_version, canary.lambda_version, canary.canary_percent / 100)
-        canary.alarms = self.metrics.create_canary_alarms(
+        alias.route(canary.champion_lambda_version, canary.lambda_version, canary.canary_percent / 100)
+        canary.alarms = lane.metrics.create_canary_alarms(
             run.model, canary.model_version, canary.lambda_version, run.canary_policy
         )
         approval = state.approval_decision.model_dump(mode="json") if state.approval_decision else None
@@ -426,15 +426,16 @@ class RetrainWorkflow:
         """Canary vs champion over the bake window, plus the canary's alarms."""
         run, canary = state.run, _need(state.canary, "canary")
         now = self._clock()
-        new = self.metrics.summary(run.model, canary.model_version, canary.lambda_version, canary.started_at, now)
-        old = self.metrics.summary(
+        metrics = self.lanes(run.model).metrics
+        new = metrics.summary(run.model, canary.model_version, canary.lambda_version, canary.started_at, now)
+        old = metrics.summary(
             run.model, canary.champion_version, canary.champion_lambda_version, canary.started_at, now
         )
         new, old = self._with_captured(run, canary, now, new, old)
         verdict = judge(
             new,
             old,
-            self.metrics.firing(canary.alarms),
+            metrics.firing(canary.alarms),
             self._online_accuracy(run, canary, now),
             run.canary_policy,
             baked_minutes=(now - canary.started_at).total_seconds() / 60,
@@ -447,7 +448,8 @@ class RetrainWorkflow:
         run, canary = state.run, _need(state.canary, "canary")
         verdict: Verdict = _need(state.verdict, "verdict")
         reason = f"canary healthy after {run.bake_minutes:g} minutes ({run.reason})"
-        self.promotion.serve(
+        lane = self.lanes(run.model)
+        Promotion(self.registry, lane.alias, self._clock).serve(
             run.model,
             canary.model_version,
             canary.lambda_version,
@@ -457,7 +459,7 @@ class RetrainWorkflow:
             trigger_reason=run.reason,
             verdict=verdict.model_dump(mode="json"),
         )
-        self.metrics.delete_alarms(canary.alarms)
+        lane.metrics.delete_alarms(canary.alarms)
         self.lock.release(run.model, run.run_id)
         return Outcome(
             outcome="promoted", model=run.model, version=canary.model_version, champion_version=canary.model_version
@@ -479,12 +481,12 @@ class RetrainWorkflow:
         """The champion alone behind ``live`` again, the verdict in the history, alarms and lock released."""
         run, canary = state.run, _need(state.canary, "canary")
         verdict: Verdict = _need(state.verdict, "verdict")
-        self._end_own_canary(canary)
+        self._end_own_canary(run.model, canary)
         details = {"lambda_version": canary.lambda_version, "verdict": verdict.model_dump(mode="json")}
         actions: tuple[HistoryAction, ...] = ("rolled_back", "rejected") if outcome == "rolled_back" else (outcome,)
         for action in actions:
             self._record(run, action, reason, version=canary.model_version, previous=canary.champion_version, **details)
-        self.metrics.delete_alarms(canary.alarms)
+        self.lanes(run.model).metrics.delete_alarms(canary.alarms)
         self.lock.release(run.model, run.run_id)
         return Outcome(
             outcome=outcome,
@@ -510,11 +512,12 @@ class RetrainWorkflow:
         )
         return self.cleanup(RetrainState(run=run, error=error))
 
-    def _end_own_canary(self, canary: Canary) -> None:
+    def _end_own_canary(self, model: str, canary: Canary) -> None:
         """Back to the champion only if the alias still routes to this run's canary version."""
-        primary, weights = self.alias.routing()
+        alias = self.lanes(model).alias
+        primary, weights = alias.routing()
         if primary == canary.lambda_version or canary.lambda_version in weights:
-            self.alias.route(canary.champion_lambda_version)
+            alias.route(canary.champion_lambda_version)
         else:
             logger.info(
                 "alias live no longer routes to this run's canary; left as it is",
@@ -530,8 +533,9 @@ class RetrainWorkflow:
         if canary is None and (raw := self.runs.marker(run, "canary.json")) is not None:
             canary = Canary.model_validate_json(raw)
         if canary is not None:  # the marker is written before any routing: no marker, no weights of ours
-            self._end_own_canary(canary)
-            self.metrics.delete_alarms(canary.alarms or self.metrics.alarm_names(run.model, canary.model_version))
+            self._end_own_canary(run.model, canary)
+            metrics = self.lanes(run.model).metrics
+            metrics.delete_alarms(canary.alarms or metrics.alarm_names(run.model, canary.model_version))
         champion = state.dataset.champion_version if state.dataset else None
         version = state.registered.version if state.registered else None
         if self.registry.versions(run.model):  # never a history for a model the registry does not know

@@ -183,6 +183,17 @@ def test_missing_configuration_names_the_variable(aws_env, monkeypatch):
         load_handler("inference")
 
 
+def test_the_models_lane_serves_the_same_routes_under_its_prefix(deployed):
+    module, _, _ = deployed
+    status, body, _ = call(module, event("predict_lane.json"))
+    assert status == 200 and body["model"] == "default" and len(body["predictions"]) == 1
+    spec = event("predict_lane.json", httpMethod="GET", body=None, path="/models/default/openapi.json",
+                 resource="/models/default/openapi.json")  # fmt: skip
+    spec["requestContext"] = {**spec["requestContext"], "path": "/dev/models/default/openapi.json"}
+    status, document, _ = call(module, spec)
+    assert status == 200 and document["servers"] == [{"url": "/dev/models/default"}]
+
+
 def test_every_sample_event_parses_through_the_handler_models():
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 

@@ -137,7 +137,7 @@ def test_drifted_traffic_is_detected_reported_and_retrains(
         assert shot.exists() and shot.stat().st_size > 10_000
 
     # the hourly schedule, fired now: same data, but the guards hold the second start back
-    result = stack.trigger_schedule("hourly", "drift")
+    result = stack.trigger_schedule("evaluate-default", "drift")
     assert not result.function_error, result.payload[:2000]
     scheduled = json.loads(result.payload)
     assert scheduled["data_drift"] == "drifted"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
+from loopml.names import lane_relative
 from loopml.openapi import OPERATIONS, document, server_url
 from loopml.schema import SchemaConfig, infer_schema
 from loopml.topology import TOPOLOGY
@@ -17,10 +18,10 @@ def _schema():
 
 
 def test_every_declared_route_is_documented_and_nothing_else():
-    declared = {(r.method, r.path) for spec in TOPOLOGY.functions for r in spec.routes}
+    declared = {(r.method, lane_relative(r.path)) for spec in TOPOLOGY.functions for r in spec.routes}
     documented = {(op.method, op.path) for op in OPERATIONS}
     assert documented == declared
-    queries = {(r.method, r.path): set(r.query) for spec in TOPOLOGY.functions for r in spec.routes}
+    queries = {(r.method, lane_relative(r.path)): set(r.query) for spec in TOPOLOGY.functions for r in spec.routes}
     for op in OPERATIONS:
         assert {p.name for p in op.params if p.where == "query"} == queries[(op.method, op.path)], op.path
 

@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 
 def test_every_declared_function_has_code_events_and_a_library_package() -> None:
-    declared = {spec.name for spec in TOPOLOGY.functions}
+    declared = {spec.folder for spec in TOPOLOGY.functions}
     assert declared == {p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists()}
     assert declared == {p.name for p in (ROOT / "events").iterdir() if p.is_dir()}
     library = ROOT / "layers" / "loopml"

@@ -12,6 +12,7 @@ from loopml.capture import CapturedRow
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import NotFound
 from loopml.registry import DataLineage, ModelRegistry
+from loopml.retrain.adapters import Lane
 from loopml.retrain.approvals import Approvals
 from loopml.retrain.models import CanaryPolicy, VersionMetrics
 from loopml.retrain.workflow import RetrainWorkflow
@@ -158,10 +159,10 @@ class World:
             actor="test",
         )
         self.registry.set_alias(MODEL, "champion", meta.version, actor="test", reason="first")
+        lane = Lane(self.alias, self.metrics)  # type: ignore[arg-type]
         self.workflow = RetrainWorkflow(
             self.store,
-            self.alias,  # type: ignore[arg-type]
-            self.metrics,  # type: ignore[arg-type]
+            lambda model: lane,
             Approvals(self.store, self.responder, self.clock),
             self.feedback,
             clock=self.clock,
