@@ -311,7 +311,7 @@ def dlq_name(queue: str) -> str:
 _POWERTOOLS = {"POWERTOOLS_METRICS_NAMESPACE": "loopml", "POWERTOOLS_LOG_LEVEL": "INFO"}
 
 # The models this deployment serves. Adding one: a line here, then `loopml train --model NAME --local
-# --champion` (or `loopml register`); the next `make up` or `cdk deploy` gives it its lane.
+# --champion` after the next `make up` (or `cdk deploy`), which gives it its lane.
 MODELS: tuple[ModelSpec, ...] = (ModelSpec(name="default"),)
 
 _INFERENCE_ROUTES = (
@@ -382,7 +382,7 @@ def declaration(models: tuple[ModelSpec, ...] = MODELS) -> Topology:
                 description="Feedback and review API, right to erasure, and the capture consumer.",
                 memory_mb=1024,
                 timeout_s=30,
-                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "feedback", "MODEL_NAME": "default"},
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "feedback", "MODEL_NAME": models[0].name},
                 resources={
                     "MODEL_BUCKET": Ref(kind="bucket", name="models"),
                     "FEEDBACK_QUEUE_URL": Ref(kind="queue", name="feedback", attribute="url"),
@@ -453,7 +453,7 @@ def declaration(models: tuple[ModelSpec, ...] = MODELS) -> Topology:
                 description="Drift, performance, quality and bias evaluation, reports, the guarded retraining trigger.",
                 memory_mb=2048,
                 timeout_s=300,
-                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "drift", "MODEL_NAME": "default"},
+                environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "drift", "MODEL_NAME": models[0].name},
                 resources={
                     "MODEL_BUCKET": Ref(kind="bucket", name="models"),
                     "RETRAIN_STATE_MACHINE_ARN": Ref(kind="state_machine", name="retrain", attribute="arn"),
