@@ -73,7 +73,7 @@ def test_two_models_are_served_side_by_side_and_one_lanes_rollout_leaves_the_oth
     ) as stack:
         ensure_first_model(stack, Progress(io.StringIO()), rows=1000)
         trained = _loopml("train", "--data", str(tmp_path / "wine.csv"), "--target", "cultivar", "--model", "wine",
-                          "--model-type", "random_forest", "--local", "--champion", *port)  # fmt: skip
+                          "--local", "--champion", *port)  # fmt: skip
         assert trained.returncode == 0, trained.stderr
         assert "wine now serves v1" in trained.stdout, trained.stdout
 
@@ -93,7 +93,7 @@ def test_two_models_are_served_side_by_side_and_one_lanes_rollout_leaves_the_oth
         loan_alias = _live(stack, "inference")
         # wine's lane: a second version, a canary at 50 %, then a rollback, all on inference-wine
         again = _loopml("train", "--data", str(tmp_path / "wine.csv"), "--target", "cultivar", "--model", "wine",
-                        "--local", *port)  # fmt: skip
+                        "--model-type", "random_forest", "--local", *port)  # fmt: skip
         assert again.returncode == 0 and "registered wine v2" in again.stdout, again
         promoted = _loopml("promote", "wine", "2", *port)
         assert promoted.returncode == 0 and "wine now serves v2 (was v1)" in promoted.stdout, promoted
@@ -116,9 +116,17 @@ def test_two_models_are_served_side_by_side_and_one_lanes_rollout_leaves_the_oth
         status, wine = http_json("POST", f"{stack.api_url}/models/wine/predict", {"instance": wine_row})
         assert status == 200 and wine["model_version"] == 1
 
+        # and a canary rollout of wine through the retraining state machine: wine's lane only
+        run = _loopml("retrain", "--model", "wine", "--bake-minutes", "0.05", "--canary-percent", "20", "--wait",
+                      "--timeout-minutes", "4", *port)  # fmt: skip
+        assert "  DeployCanary" in run.stdout and "  CheckCanary" in run.stdout, run.stdout + run.stderr
+        assert "CanaryInconclusive" in run.stderr, run.stderr  # no traffic to judge by: never promoted
+        assert wine_alias.routing()[1] == {}  # the canary's weight removed again
+        assert _live(stack, "inference") == loan_alias
+
         listed = _loopml("models", "list", *port)
         rows = {line.split()[0]: line.split()[1:5] for line in listed.stdout.splitlines()[1:]}
-        assert rows == {"default": ["1", "v1", "v1", "v1"], "wine": ["2", "v1", "v2", "v1"]}, listed.stdout
+        assert rows == {"default": ["1", "v1", "v1", "v1"], "wine": ["3", "v1", "v3", "v1"]}, listed.stdout
         assert _loopml("promote", "nope", "1", *port).stderr.strip().endswith("then `make up`"), (
             "a model without a lane is refused by name"
         )

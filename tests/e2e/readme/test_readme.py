@@ -168,7 +168,9 @@ def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: CliStack)
 
 def test_the_terminal_shows_one_line_per_request_and_loopml_logs_the_rest(up: CliStack) -> None:
     """Function output (JSON logs, EMF metric documents) goes to each function's log file, not the terminal."""
-    curl(f"curl -s -X POST {up.api}/drift/evaluate -H 'content-type: application/json' -d '{{}}'", up.api)
+    evaluate = f"curl -s -X POST {up.api}/drift/evaluate -H 'content-type: application/json' -d '{{\"model\": \"default\"}}'"
+    status, body = curl(evaluate, up.api)
+    assert status == 200, body
     text = up.text
     assert re.search(r"\[api\] POST /predict 200 [0-9.]+ ms inference:\d+ model v1", text), text[-3000:]
     assert '"_aws"' not in text and '"level":' not in text, "raw function output reached the terminal"
