@@ -31,6 +31,7 @@ from typing import Any
 
 from loopml_dev.bench.common import moto_server
 from loopml_dev.local.context import StubContext
+from loopml_dev.local.stores import create_table
 
 REPO = Path(__file__).resolve().parents[5]
 RECORDS = 1000
@@ -168,12 +169,7 @@ def _create_resources(endpoint: str) -> None:
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     for table in TABLES.values():
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, table)
 
 
 def _floor(rows: list[dict[str, Any]]) -> float:

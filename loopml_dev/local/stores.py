@@ -115,22 +115,8 @@ class StoreDeployer:
         self._log(f"secret {name}")
 
     def table(self, logical: str, key: str, ttl_attribute: str | None) -> None:
-        dynamodb = self._client("dynamodb")
         physical = self.name(logical)
-        try:
-            dynamodb.create_table(
-                TableName=physical,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
-                raise
-        if ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=physical, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
-            )
+        create_table(self._client("dynamodb"), physical, key, ttl_attribute)
         self.deployment.tables[logical] = physical
         self._log(f"table {physical}")
 
@@ -149,3 +135,21 @@ def _s3_send_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def create_table(dynamodb: Any, name: str, key: str = "id", ttl_attribute: str | None = None) -> None:
+    """A declared table as CDK makes it (string partition key, on demand, TTL), kept when it exists."""
+    try:
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    if ttl_attribute:
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+        )

@@ -23,6 +23,7 @@ from loopml.feedback.reader import read_captured
 from loopml.registry import ModelRegistry, serialize_bundle
 from loopml.times import parse_time
 from loopml_dev.local.context import StubContext
+from loopml_dev.local.stores import create_table
 from tests.conftest import ROOT, load_handler, make_metadata
 
 BUCKET = "loopml-test-models"
@@ -104,12 +105,7 @@ def with_body(name: str, body: Any) -> dict[str, Any]:
 
 def create_tables(dynamodb: Any) -> None:
     for table in TABLES.values():
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, table)
 
 
 @pytest.fixture

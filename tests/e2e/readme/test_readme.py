@@ -67,6 +67,19 @@ def readme_shell_blocks() -> list[str]:
     return [b for b in blocks if "curl " in b and "http://127.0.0.1:3000" in b]
 
 
+def loopml(*args: str) -> str:
+    """The ``loopml`` command as a user runs it from the repo root; its output."""
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "loopml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout
+
+
 def curl(command: str, api: str) -> tuple[int, str]:
     argv = shlex.split(command.replace("http://127.0.0.1:3000", api))
     done = subprocess.run([*argv, "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60, check=False)
@@ -168,29 +181,17 @@ def test_a_bounded_fuzz_run_finds_no_5xx_and_no_document_violation(up: CliStack)
 
 def test_the_terminal_shows_one_line_per_request_and_loopml_logs_the_rest(up: CliStack) -> None:
     """Function output (JSON logs, EMF metric documents) goes to each function's log file, not the terminal."""
-    evaluate = f"curl -s -X POST {up.api}/drift/evaluate -H 'content-type: application/json' -d '{{\"model\": \"default\"}}'"
+    evaluate = (
+        f"curl -s -X POST {up.api}/drift/evaluate -H 'content-type: application/json' -d '{{\"model\": \"default\"}}'"
+    )
     status, body = curl(evaluate, up.api)
     assert status == 200, body
     text = up.text
     assert re.search(r"\[api\] POST /predict 200 [0-9.]+ ms inference:\d+ model v1", text), text[-3000:]
     assert '"_aws"' not in text and '"level":' not in text, "raw function output reached the terminal"
-    shown = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "loopml"), "logs", "inference"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=ROOT,
-    ).stdout
+    shown = loopml("logs", "inference")
     assert "START RequestId:" in shown and "REPORT RequestId:" in shown and "Billed Duration" in shown
-    drift = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "loopml"), "logs", "drift", "--metrics", "--since", "1h"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=ROOT,
-    ).stdout
+    drift = loopml("logs", "drift", "--metrics", "--since", "1h")
     assert "METRIC" in drift and "DriftRows=" in drift
 
 
