@@ -87,7 +87,15 @@ class CliStack:
     def __init__(self, argv: list[str], api: str, cwd: Path = ROOT, timeout_s: float = 180) -> None:
         self.api = api
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            start_new_session=True,
+            # A terminal's foreground job always takes Ctrl-C; a CI job started in the background of a
+            # non-interactive shell inherits SIGINT ignored, which would make `stop` a SIGKILL.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.output: list[str] = []
         deadline = time.monotonic() + timeout_s
