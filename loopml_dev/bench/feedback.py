@@ -33,7 +33,7 @@ from loopml_dev.bench.common import moto_server
 from loopml_dev.local.context import StubContext
 from loopml_dev.local.stores import create_table
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[2]  # loopml_dev/bench/x.py -> the repository
 RECORDS = 1000
 ROUNDS = 15
 BUCKET = "loopml-bench-models"

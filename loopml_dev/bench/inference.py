@@ -28,7 +28,7 @@ from typing import Any
 from loopml_dev.bench.common import moto_server
 from loopml_dev.local.context import StubContext
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[2]  # loopml_dev/bench/x.py -> the repository
 EVENT = REPO / "events" / "inference" / "predict_single.json"
 BUCKET = "loopml-bench-models"
 WARM_CALLS = 2000

@@ -157,8 +157,10 @@ class Runtime:
         self.region = region
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.max_workers_per_version = max_workers_per_version
-        repo_layer = str(Path(__file__).resolve().parents[2])
-        self._excluded = [repo_layer, str(Path(__file__).resolve().parent), *excluded_paths]
+        # Workers import the library from the published layer only: the repository and this package's
+        # folder (which would put the dev tools and the source tree on the path) are left out.
+        repository = str(Path(__file__).resolve().parents[2])
+        self._excluded = [repository, str(Path(__file__).resolve().parent), *excluded_paths]
         self._lock = threading.Condition()
         self._idle: dict[str, list[_Worker]] = {}
         self._all: list[_Worker] = []
