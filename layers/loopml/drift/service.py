@@ -27,7 +27,7 @@ from loopml.drift.page import render_page
 from loopml.drift.reports import ReportStore
 from loopml.errors import InvalidInput, ModelNotFound
 from loopml.registry import ModelMetadata
-from loopml.retrain.trigger import RetrainTrigger, StartPolicy, TriggerAction, TriggerDecision
+from loopml.retrain.trigger import RetrainTrigger, TriggerAction, TriggerDecision
 
 RowReader = Callable[[str, datetime, datetime, int], Sequence[CapturedRow]]
 """(model, start, end, model_version) -> captured rows of that version in [start, end)."""
@@ -196,8 +196,7 @@ class DriftMonitor:
                 decided_at=now,
             )
         payload = {"reason": drift_reason(reasons), **policy.retrain.model_dump(exclude_none=True)}
-        start = StartPolicy.model_validate(policy.model_dump(include=set(StartPolicy.model_fields)))
-        return self._trigger.start(model, run_id, "drift", reasons, start, payload)
+        return self._trigger.start(model, run_id, "drift", reasons, policy, payload)  # a TriggerPolicy is a StartPolicy
 
 
 def drift_reason(reasons: list[str]) -> str:
