@@ -62,17 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         choices=["logistic_regression", "hist_gradient_boosting", "random_forest"],
     )
     train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
-    where = train.add_mutually_exclusive_group()
-    where.add_argument("--local", action="store_true", help="register into the running local stack")
-    where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
-    train.add_argument("--champion", action="store_true", help="make the new version the champion")
-    train.add_argument(
-        "--new-schema",
-        action="store_true",
-        help="register even though the features or target differ from the champion's (callers must follow)",
-    )
-    train.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)")
+    _destination(train)
     train.set_defaults(run=_train)
+
+    register = sub.add_parser(
+        "register", help="register your own fitted scikit-learn classifier (a joblib file) as a model version"
+    )
+    register.add_argument("--model", required=True, help="model name in the registry")
+    register.add_argument("--estimator", required=True, type=Path, help="the fitted estimator, saved with joblib")
+    register.add_argument("--data", required=True, type=Path, help="reference data: the columns it takes + target")
+    register.add_argument("--target", required=True, help="name of the label column")
+    register.add_argument("--holdout", type=Path, help="rows it was not fitted on, for honest validation metrics")
+    register.add_argument("--config", type=Path, help="JSON file overriding the inferred feature spec")
+    _destination(register)
+    register.set_defaults(run=_register)
 
     gen = sub.add_parser("generate", help="write the bundled synthetic loan-default data set to a file")
     gen.add_argument("--rows", type=int, default=5000)
@@ -197,55 +200,131 @@ def _parse_params(pairs: list[str], model_type: str) -> Any:
         raise UsageError(f"invalid training parameters: {exc}") from None
 
 
+def _destination(command: argparse.ArgumentParser) -> None:
+    """Where ``train`` and ``register`` put the new version: the local stack, an S3 bucket or a folder."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="register into the running local stack")
+    where.add_argument("--bucket", help="register into this S3 bucket (AWS credentials from the environment)")
+    where.add_argument("--folder", type=Path, help="register into this folder (the bucket's layout, as files)")
+    command.add_argument("--champion", action="store_true", help="make the new version the champion")
+    command.add_argument(
+        "--new-schema",
+        action="store_true",
+        help="register even though the features or target differ from the champion's (callers must follow)",
+    )
+    command.add_argument("--aws-port", type=int, default=LOCAL_AWS_PORT, help="local stack AWS port (with --local)")
+
+
+def _schema_config(path: Path | None) -> Any:
+    from loopml.schema import SchemaConfig
+
+    if path is None:
+        return SchemaConfig()
+    try:
+        return SchemaConfig.model_validate_json(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--config {path}: {exc}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
-    from loopml import keys
     from loopml.data import read_path
     from loopml.names import validate_model_name
-    from loopml.registry import DataLineage, ModelRegistry, serialize_bundle
-    from loopml.schema import SchemaConfig, infer_schema
-    from loopml.training import metadata_for, train
+    from loopml.registry import ModelRegistry
+    from loopml.schema import infer_schema
+    from loopml.training import train
 
     validate_model_name(args.model)
     params = _parse_params(args.param, args.model_type)
-    config = SchemaConfig()
-    if args.config:
-        try:
-            config = SchemaConfig.model_validate_json(Path(args.config).read_bytes())
-        except OSError as exc:
-            raise UsageError(f"--config {args.config}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"--config {args.config}: {exc}") from None
-    columns, digest = read_path(args.data)
-    schema = infer_schema(columns, args.target, config)
-    store = _store(args.bucket, args.aws_port if args.local else None) if (args.local or args.bucket) else None
+    columns, _ = read_path(args.data)
+    schema = infer_schema(columns, args.target, _schema_config(args.config))
+    store = _destination_store(args)
     if store is not None and not args.new_schema:
         ModelRegistry(store).check_contract(args.model, schema)  # before training, not after
     print(f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)")
     trained = train(columns, schema, params)
+    return _publish(args, store, trained, "loopml train --champion")
+
+
+def _register(args: argparse.Namespace) -> int:
+    from loopml.data import read_path
+    from loopml.names import validate_model_name
+    from loopml.registration import prepare
+
+    validate_model_name(args.model)
+    estimator = _load_estimator(args.estimator)
+    columns, _ = read_path(args.data)
+    holdout = read_path(args.holdout)[0] if args.holdout else None
+    trained = prepare(estimator, columns, args.target, _schema_config(args.config), holdout)
+    print(
+        f"registering {args.model}: {trained.params.estimator}, {len(trained.schema.features)} features, "
+        f"reference {args.data} ({len(columns[args.target])} rows)"
+    )
+    for note in trained.notes:
+        print(f"  note: {note}")
+    if args.holdout is None:
+        print("  validation on a split of --data: optimistic if it was fitted on those rows (pass --holdout)")
+    return _publish(args, _destination_store(args), trained, "loopml register --champion")
+
+
+def _load_estimator(path: Path) -> Any:
+    """The user's joblib file, refused in one line when it is not one or was saved by another scikit-learn."""
+    import warnings
+
+    import joblib
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    from loopml.registry import sklearn_mismatch
+
+    if not path.is_file():
+        raise UsageError(f"--estimator {path}: no such file")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        try:
+            estimator = joblib.load(path)
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"--estimator {path}: it needs the module {exc.name!r}, which is not installed") from None
+        except Exception as exc:  # whatever unpickling raises, the file is not a loadable model
+            raise UsageError(f"--estimator {path}: not a joblib file of a fitted estimator ({exc})") from None
+    for warning in seen:
+        if isinstance(warning.message, InconsistentVersionWarning):
+            raise UsageError(str(sklearn_mismatch(warning.message.original_sklearn_version, str(path))))
+    return estimator
+
+
+def _destination_store(args: argparse.Namespace) -> Any:
+    if args.folder is not None:
+        from loopml.adapters.folder import FolderObjectStore
+
+        return FolderObjectStore(args.folder)
+    return _store(args.bucket, args.aws_port if args.local else None) if (args.local or args.bucket) else None
+
+
+def _publish(args: argparse.Namespace, store: Any, trained: Any, reason: str) -> int:
+    """Register the trained or prepared model where the arguments say, and serve it with ``--champion``."""
+    from loopml.registration import publish
+
     _print_metrics(trained.metrics.model_dump())
     if store is None:
-        print("not registered (pass --local or --bucket to register this model)")
+        print("not registered (pass --local, --bucket or --folder to register this model)")
         return 0
-    registry = ModelRegistry(store)
-    uri = store.uri(keys.dataset_key(args.model, "uploads", f"{digest[:16]}-{args.data.name}"))
-    store.put(uri.split("/", 3)[3], args.data.read_bytes())
-    lineage = DataLineage(uri=uri, sha256=digest, rows=len(columns[args.target]))
-    meta = registry.register(
-        metadata_for(trained, args.model, lineage, actor=_actor()),
-        serialize_bundle(trained.bundle),
-        new_contract=args.new_schema,
-    )
+    meta = publish(store, trained, args.model, args.data.read_bytes(), args.data.name, _actor(), args.new_schema)
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
     if args.champion and args.local and args.model in _local_lanes(args.aws_port):
         # What the CLI says is what is served: the same promotion as `loopml promote`.
         promotion = _promotion(args.aws_port, args.model)
-        _print_served(promotion.promote(args.model, meta.version, _actor(), "loopml train --champion"))
+        _print_served(promotion.promote(args.model, meta.version, _actor(), reason))
     elif args.champion:
-        registry.set_alias(args.model, "champion", meta.version, actor=_actor(), reason="loopml train --champion")
-        print(
-            f"{args.model} champion -> v{meta.version} (registry alias; no local inference function serves it: "
-            f"declare it in loopml.topology.MODELS, then `make up`)"
+        from loopml.registry import ModelRegistry
+
+        ModelRegistry(store).set_alias(args.model, "champion", meta.version, actor=_actor(), reason=reason)
+        where = (
+            "no local inference function serves it: declare it in loopml.topology.MODELS, then `make up`"
+            if args.local
+            else "a stack serving this bucket loads it at its next cold start"
         )
+        print(f"{args.model} champion -> v{meta.version} (registry alias; {where})")
     return 0
 
 

@@ -20,7 +20,7 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -143,11 +143,34 @@ def serialize_bundle(bundle: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def verify_and_load(data: bytes, expected_sha256: str, where: str) -> dict[str, Any]:
-    """Unpickle only bytes whose SHA-256 matches the recorded one."""
+def sklearn_mismatch(saved: str | None, where: str) -> str | None:
+    """Why a pickle saved with scikit-learn ``saved`` is not safe to load here, or None when it is.
+
+    scikit-learn guarantees nothing across versions; within one minor release (1.9.0 and 1.9.1) its
+    estimators keep their pickled state, so only a different major.minor is refused.
+    """
+    import sklearn
+
+    runtime = sklearn.__version__
+    if saved is None or saved.split(".")[:2] == runtime.split(".")[:2]:
+        return None
+    return (
+        f"{where} was saved with scikit-learn {saved}; this runtime has {runtime}, and a pickle is not safe "
+        f"to load across scikit-learn releases: refit or re-save the estimator with scikit-learn {runtime}"
+    )
+
+
+def verify_and_load(
+    data: bytes, expected_sha256: str, where: str, saved_with: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Unpickle only bytes whose SHA-256 matches the recorded one, saved by a compatible scikit-learn
+    (``saved_with``: the version's recorded library versions)."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise IntegrityError(f"{where}: SHA-256 {actual} does not match the registered {expected_sha256}")
+    reason = sklearn_mismatch((saved_with or {}).get("scikit-learn"), where)
+    if reason:
+        raise IntegrityError(reason)
     bundle = joblib.load(io.BytesIO(data))
     if not isinstance(bundle, dict) or "pipeline" not in bundle:
         raise IntegrityError(f"{where}: not a loopml model bundle")
@@ -252,7 +275,7 @@ class ModelRegistry:
     def load_bundle(self, model: str, version: int) -> tuple[dict[str, Any], ModelMetadata, bytes]:
         meta = self.metadata(model, version)
         data = self.artifact(meta)
-        return verify_and_load(data, meta.artifact_sha256, meta.artifact_key), meta, data
+        return verify_and_load(data, meta.artifact_sha256, meta.artifact_key, meta.library_versions), meta, data
 
     def resolve(self, model: str, ref: str | int) -> int:
         """A version number from ``3``, ``"v3"``, ``"3"``, an alias name, or ``"latest"``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,8 +27,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, library_versions, serialize_bundle
 from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, encode_labels, to_matrix
+from loopml.user_model import UserModel, refit_copy
 
-ModelType = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+ModelType = Literal["logistic_regression", "hist_gradient_boosting", "random_forest", "user_estimator"]
+RECIPES: tuple[ModelType, ...] = ("logistic_regression", "hist_gradient_boosting", "random_forest")
 MIN_ROWS = 50
 MIN_PER_CLASS = 5
 
@@ -42,6 +44,8 @@ class TrainingParams(BaseModel, extra="forbid"):
     learning_rate: float = Field(0.1, gt=0, le=1)
     validation_fraction: float = Field(0.2, gt=0.05, lt=0.5)
     seed: int = 42
+    estimator: str | None = None  # user_estimator: what it is, as ``user_model.describe`` writes it
+    estimator_params: dict[str, Any] = Field(default_factory=dict)  # user_estimator: set_params overrides
 
 
 class ValidationMetrics(BaseModel):
@@ -64,6 +68,7 @@ class TrainedModel:
     reference_matrix: np.ndarray
     reference_proba: np.ndarray
     reference_labels: list[str | int]
+    notes: list[str] = field(default_factory=list)  # what the user should know (columns left out, ...)
 
 
 def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
@@ -88,6 +93,8 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
         transformers.append(("categorical", encoder, categorical))
     prep = ColumnTransformer(transformers, sparse_threshold=0.0)
     estimator: Any
+    if params.model_type == "user_estimator":
+        raise InvalidInput("a user's estimator is refitted from its registered version, not built from params")
     if params.model_type == "logistic_regression":
         estimator = LogisticRegression(C=params.regularization_c, max_iter=params.max_iter, random_state=params.seed)
     elif params.model_type == "hist_gradient_boosting":
@@ -131,8 +138,10 @@ def train(
     schema: FeatureSchema,
     params: TrainingParams,
     sample_weight: Sequence[float] | None = None,
+    estimator: UserModel | None = None,
 ) -> TrainedModel:
-    """``sample_weight`` per row weighs label sources (a reviewer's label counts more than a user's)."""
+    """``sample_weight`` per row weighs label sources (a reviewer's label counts more than a user's).
+    ``estimator``: a user's model to refit (a clone, with ``params.estimator_params``) instead of a recipe."""
     if schema.target not in columns:
         raise InvalidInput(f"target column {schema.target!r} not in data")
     missing = [name for name in schema.names if name not in columns]
@@ -146,26 +155,47 @@ def train(
     matrix = to_matrix(columns, schema)
     y = np.asarray(labels, dtype=object)
     train_idx, valid_idx = validation_split(labels, params)
-    pipeline = build_pipeline(schema, params)
-    fit_options = {}
-    if sample_weight is not None:
-        fit_options["model__sample_weight"] = np.asarray(sample_weight, dtype=float)[train_idx]
-    pipeline.fit(matrix[train_idx], _y_array(y[train_idx], schema), **fit_options)
-    metrics = evaluate(pipeline, matrix[valid_idx], list(y[valid_idx]), schema)
-    bundle = {
-        "pipeline": pipeline,
-        "baseline_row": _baseline_row(matrix[train_idx], schema),
-        "background": pipeline.named_steps["prep"].transform(matrix[train_idx]).mean(axis=0),
-        "feature_groups": feature_groups(pipeline, schema),
-    }
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[train_idx]
+    pipeline: Any
+    if estimator is None:
+        pipeline = build_pipeline(schema, params)
+        pipeline.fit(
+            matrix[train_idx],
+            _y_array(y[train_idx], schema),
+            **({} if weights is None else {"model__sample_weight": weights}),
+        )
+    else:
+        pipeline = refit_copy(estimator, params.estimator_params)
+        pipeline.fit(matrix[train_idx], _y_array(y[train_idx], schema), sample_weight=weights)
+    return trained_model(
+        pipeline, schema, params, matrix[train_idx], list(y[train_idx]), matrix[valid_idx], list(y[valid_idx])
+    )
+
+
+def trained_model(
+    pipeline: Any,
+    schema: FeatureSchema,
+    params: TrainingParams,
+    reference: np.ndarray,
+    reference_labels: list[str | int],
+    validation: np.ndarray,
+    validation_labels: list[str | int],
+) -> TrainedModel:
+    """A fitted model, its validation metrics and its bundle: the one ending of training and registration.
+    Linear recipes carry what their exact explanations need; every other model is explained by occlusion."""
+    metrics = evaluate(pipeline, validation, validation_labels, schema)
+    bundle: dict[str, Any] = {"pipeline": pipeline, "baseline_row": _baseline_row(reference, schema)}
+    if isinstance(pipeline, Pipeline) and hasattr(pipeline.named_steps.get("model"), "coef_"):
+        bundle["background"] = pipeline.named_steps["prep"].transform(reference).mean(axis=0)
+        bundle["feature_groups"] = feature_groups(pipeline, schema)
     return TrainedModel(
         bundle=bundle,
         schema=schema,
         params=params,
         metrics=metrics,
-        reference_matrix=matrix[train_idx],
-        reference_proba=pipeline.predict_proba(matrix[train_idx]),
-        reference_labels=list(y[train_idx]),
+        reference_matrix=reference,
+        reference_proba=pipeline.predict_proba(reference),
+        reference_labels=reference_labels,
     )
 
 
@@ -262,9 +292,7 @@ def metadata_for(
         proba=trained.reference_proba,
         labels=trained.reference_labels,
     )
-    explainer: Literal["linear", "occlusion"] = (
-        "linear" if hasattr(trained.bundle["pipeline"].named_steps["model"], "coef_") else "occlusion"
-    )
+    explainer: Literal["linear", "occlusion"] = "linear" if "feature_groups" in trained.bundle else "occlusion"
     return ModelMetadata(
         model=model,
         version=0,

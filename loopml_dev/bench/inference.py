@@ -27,6 +27,7 @@ from typing import Any
 
 from loopml_dev.bench.common import moto_server
 from loopml_dev.local.context import StubContext
+from loopml_dev.local.worker import NOT_SHIPPED
 
 REPO = Path(__file__).resolve().parents[2]  # loopml_dev/bench/x.py -> the repository
 EVENT = REPO / "events" / "inference" / "predict_single.json"
@@ -138,7 +139,9 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
     return results
 
 
-COLD_CHILD = """
+# Both children see what a Lambda sees: no pandas (the dev venv has it; scikit-learn would import it).
+AS_IN_LAMBDA = "".join(f"import sys; sys.modules[{name!r}] = None\n" for name in NOT_SHIPPED)
+COLD_CHILD = AS_IN_LAMBDA + """
 import json, sys, time, importlib.util
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
@@ -149,7 +152,7 @@ class C:
 out = module.handler(json.load(open(sys.argv[2])), C())
 print("ANSWERED %d" % out["statusCode"], flush=True)
 """
-FLOOR_CHILD = "import sklearn, boto3; print('ANSWERED 200', flush=True)"
+FLOOR_CHILD = AS_IN_LAMBDA + "import sklearn, boto3; print('ANSWERED 200', flush=True)"
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> float:

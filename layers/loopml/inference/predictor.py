@@ -4,9 +4,10 @@ Explanations:
 - linear models (logistic regression): exact contributions to the predicted class's log-odds,
   ``coef * (x - mean of the training data)`` in the transformed space, summed back per original
   feature (one-hot columns grouped). They add up to ``logit(x) - logit(training mean)``.
-- other models: single-feature occlusion. Each feature in turn is set to its training median (numeric)
-  or most frequent value (categorical) and the drop in the predicted class's probability is its
-  contribution. One extra ``predict_proba`` call on ``n_features`` rows per explained instance.
+- other models (the other recipes, any user's estimator): single-feature occlusion. Each feature in
+  turn is set to its training median (numeric) or most frequent value (categorical) and the drop in
+  the predicted class's probability is its contribution. One extra ``predict_proba`` call on
+  ``n_features`` rows per explained instance.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ class Predictor:
         self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
         self._class_keys = [str(c) for c in self.classes]
         self._baseline_row: np.ndarray = bundle["baseline_row"]
-        self._background: np.ndarray = bundle["background"]
-        self._groups: list[list[int]] = bundle["feature_groups"]
         self._names = metadata.feature_schema.names
-        model = self.pipeline.named_steps["model"]
-        self._coef: np.ndarray | None = getattr(model, "coef_", None)
+        # Linear recipes carry their exact explanation's parts; any other model is explained by occlusion.
+        self._coef: np.ndarray | None = None
+        if "feature_groups" in bundle:
+            self._background: np.ndarray = bundle["background"]
+            self._groups: list[list[int]] = bundle["feature_groups"]
+            self._coef = self.pipeline.named_steps["model"].coef_
 
     @property
     def explainer(self) -> str:

@@ -88,7 +88,7 @@ class ModelService:
         if cached is not None and cached.metadata.artifact_sha256 == meta.artifact_sha256:
             return cached  # the registry vouches for the cached bytes: skip the artifact download
         data = self._registry.artifact(meta)
-        bundle = verify_and_load(data, meta.artifact_sha256, meta.artifact_key)
+        bundle = verify_and_load(data, meta.artifact_sha256, meta.artifact_key, meta.library_versions)
         self._write_cache(meta, data)
         return Predictor(bundle, meta)
 
@@ -100,7 +100,7 @@ class ModelService:
         try:
             meta = ModelMetadata.model_validate_json((folder / "metadata.json").read_bytes())
             data = (folder / "model.joblib").read_bytes()
-            return Predictor(verify_and_load(data, meta.artifact_sha256, str(folder)), meta)
+            return Predictor(verify_and_load(data, meta.artifact_sha256, str(folder), meta.library_versions), meta)
         except (OSError, ValueError, LoopmlError):
             return None
 

@@ -257,7 +257,11 @@ class RetrainWorkflow:
         params = TrainingParams.model_validate({**champion.params, **run.params})
         columns = self.runs.read_snapshot(dataset.train)
         weights = [float(w) for w in columns.pop(WEIGHT)] if WEIGHT in columns else None
-        trained = train(columns, champion.feature_schema, params, sample_weight=weights)
+        # A user's model is refitted as it is (its class, its hyper-parameters); a recipe is rebuilt from params.
+        estimator = None
+        if params.model_type == "user_estimator":
+            estimator = self.registry.load_bundle(run.model, dataset.champion_version)[0]["pipeline"]
+        trained = train(columns, champion.feature_schema, params, sample_weight=weights, estimator=estimator)
         meta = metadata_for(trained, run.model, dataset.train, self._actor(run), dataset.champion_version)
         return self.runs.stage_challenger(run, serialize_bundle(trained.bundle), meta, params.model_dump())
 
