@@ -58,8 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="JSON file overriding the inferred feature spec")
     train.add_argument(
         "--model-type",
-        default="logistic_regression",
-        choices=["logistic_regression", "hist_gradient_boosting", "random_forest"],
+        default=None,
+        choices=["logistic_regression", "ridge", "hist_gradient_boosting", "random_forest"],
+        help="default: logistic_regression for classification, ridge for regression",
+    )
+    train.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        help="default: inferred from the target (a continuous number is regression)",
     )
     train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter")
     _destination(train)
@@ -236,13 +242,17 @@ def _train(args: argparse.Namespace) -> int:
     from loopml.training import train
 
     validate_model_name(args.model)
-    params = _parse_params(args.param, args.model_type)
     columns, _ = read_path(args.data)
-    schema = infer_schema(columns, args.target, _schema_config(args.config))
+    schema = infer_schema(columns, args.target, _schema_config(args.config), args.task)
+    default_type = "ridge" if schema.regression else "logistic_regression"
+    params = _parse_params(args.param, args.model_type or default_type)
     store = _destination_store(args)
     if store is not None and not args.new_schema:
         ModelRegistry(store).check_contract(args.model, schema)  # before training, not after
-    print(f"training {args.model} on {args.data} ({len(columns[args.target])} rows, {len(schema.features)} features)")
+    print(
+        f"training {args.model} ({schema.task}, {params.model_type}) on {args.data} "
+        f"({len(columns[args.target])} rows, {len(schema.features)} features)"
+    )
     trained = train(columns, schema, params)
     return _publish(args, store, trained, "loopml train --champion")
 

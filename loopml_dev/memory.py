@@ -165,7 +165,7 @@ class MemoryReviewList:
     def get(self, prediction_id: str) -> ReviewItem | None:
         return self.items.get(prediction_id)
 
-    def mark_reviewed(self, prediction_id: str, label: str | int) -> None:
+    def mark_reviewed(self, prediction_id: str, label: str | int | float) -> None:
         item = self.items.get(prediction_id)
         if item is not None:
             self.items[prediction_id] = item.model_copy(update={"status": "reviewed", "label": label})

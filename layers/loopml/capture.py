@@ -56,9 +56,10 @@ class CapturedPrediction(QueueRecord):
     model_version: int = Field(ge=1)
     lambda_version: str = ""
     features: dict[str, Any]
-    prediction: str | int
-    probabilities: dict[str, float]
-    confidence: float
+    prediction: str | int | float  # a class, or (regression) the predicted value
+    probabilities: dict[str, float]  # empty for regression
+    confidence: float | None = None  # the top probability; None for regression
+    interval: list[float] | None = Field(default=None, min_length=2, max_length=2)  # regression: [lower, upper]
     degraded: bool = False
     subject_hash: str | None = None
 
@@ -91,7 +92,7 @@ class CapturedRow(CapturedPrediction):
     """A stored prediction as the reader returns it: its time parsed, joined with its winning label."""
 
     timestamp: datetime
-    label: str | int | None = None
+    label: str | int | float | None = None
     label_source: LabelSource | None = None
     label_received_at: datetime | None = None
     label_caller: str | None = None  # who sent the winning label (rate limits)
@@ -111,9 +112,10 @@ def prediction_record(
     request_id: str,
     timestamp: str,
     features: dict[str, Any],
-    prediction: str | int,
+    prediction: str | int | float,
     probabilities: dict[str, float],
-    confidence: float,
+    confidence: float | None,
+    interval: list[float] | None,
     latency_ms: float,
     degraded: bool,
     flags: dict[str, list[str]],
@@ -134,6 +136,7 @@ def prediction_record(
         "prediction": prediction,
         "probabilities": probabilities,
         "confidence": confidence,
+        "interval": interval,
         "latency_ms": latency_ms,
         "degraded": degraded,
         "flags": flags,

@@ -16,6 +16,7 @@ DEGRADED = "Degraded"
 CONFIDENCE = "Confidence"  # mean of the request's rows
 CAPTURE_FAILURES = "CaptureFailures"
 PREDICTED_CLASS = "PredictedClass_"  # + the class label
+PREDICTED_VALUE = "PredictedValue"  # regression: mean of the request's rows
 
 
 # --- drift, per model --------------------------------------------------------------------------------
@@ -29,7 +30,14 @@ PERFORMANCE_REGRESSED = "PerformanceRegressed"
 RETRAINING_STARTED = "RetrainingStarted"
 FEATURE_DRIFT_SCORE = "FeatureDriftScore"  # per feature
 FEATURE_PSI = "FeaturePsi"  # per feature
-LIVE_PERFORMANCE = {"accuracy": "LiveAccuracy", "f1_macro": "LiveF1Macro", "roc_auc": "LiveRocAuc", "ece": "LiveEce"}
+LIVE_PERFORMANCE = {
+    "accuracy": "LiveAccuracy",
+    "f1_macro": "LiveF1Macro",
+    "roc_auc": "LiveRocAuc",
+    "ece": "LiveEce",
+    "rmse": "LiveRmse",
+    "mae": "LiveMae",
+}
 LOWER_BOUND = "Lower"  # suffix of a live metric's lower confidence bound
 
 # --- Lambda's own, read by the canary check ----------------------------------------------------------

@@ -232,7 +232,9 @@ def instance_schema(schema: FeatureSchema | None) -> dict[str, Any]:
 
 def _label_schema(schema: FeatureSchema | None) -> dict[str, Any]:
     if schema is None:
-        return {"type": ["string", "integer"]}
+        return {"type": ["string", "integer", "number"]}
+    if schema.regression:
+        return {"type": "number", "description": f"the true value of the target {schema.target!r}"}
     return {"enum": list(schema.classes), "description": f"one of the model's classes (target {schema.target!r})"}
 
 

@@ -2,8 +2,9 @@
 
 ``prepare`` is pure: the estimator and the data as columns in, a ``TrainedModel`` out, or one
 ``InvalidInput`` naming what is wrong (an unfitted estimator, something that is not a scikit-learn
-classifier, columns it does not take, classes that are not the target's, a by-position rewrite that
-predicts differently). ``publish`` writes the data and the version through the object-store port.
+classifier or regressor, columns it does not take, predictions that are not of the target's type, a
+by-position rewrite that predicts differently). ``publish`` writes the data and the version through
+the object-store port.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from loopml import keys
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import InvalidInput
 from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, serialize_bundle
-from loopml.schema import FeatureKind, FeatureSchema, SchemaConfig, encode_labels, infer_schema, to_matrix
+from loopml.schema import (
+    MAX_CLASSES,
+    FeatureKind,
+    FeatureSchema,
+    SchemaConfig,
+    Task,
+    encode_targets,
+    infer_schema,
+    infer_task,
+    to_matrix,
+)
 from loopml.store import ObjectStore
 from loopml.training import TrainedModel, TrainingParams, check_trainable, metadata_for, trained_model, validation_split
 from loopml.user_model import UserModel, by_position, describe
@@ -30,8 +41,9 @@ from loopml.user_model import UserModel, by_position, describe
 MAX_PROBABILITY_DRIFT = 1e-6  # by-position predictions may differ from the DataFrame's by float rounding only
 
 
-def check_estimator(estimator: Any) -> None:
-    """A fitted scikit-learn classifier with ``predict_proba``, or one line saying which it is not."""
+def check_estimator(estimator: Any) -> Task:
+    """A fitted scikit-learn regressor, or classifier with ``predict_proba``: its task, or one line saying
+    which it is not."""
     if not isinstance(estimator, BaseEstimator):
         raise InvalidInput(f"not a scikit-learn estimator: got {type(estimator).__module__}.{type(estimator).__name__}")
     try:
@@ -39,14 +51,32 @@ def check_estimator(estimator: Any) -> None:
     except NotFittedError:
         raise InvalidInput(f"{describe(estimator)} is not fitted: call fit(X, y) before registering it") from None
     if is_regressor(estimator):
-        raise InvalidInput(
-            f"{describe(estimator)} is a regressor: loopml serves classifiers today (regression is planned)"
-        )
-    if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
+        return "regression"
+    if not is_classifier(estimator):
+        raise InvalidInput(f"{describe(estimator)} is neither a classifier nor a regressor")
+    if not hasattr(estimator, "predict_proba"):
         raise InvalidInput(
             f"{describe(estimator)} has no predict_proba: loopml serves classifiers with probabilities "
             "(for an SVC, fit it with probability=True; or wrap it in CalibratedClassifierCV)"
         )
+    return "classification"
+
+
+def _check_task(estimator: Any, task: Task, values: Sequence[Any], target: str) -> None:
+    """The estimator's predictions must be of the target's type: numbers for a regressor, few labels for a
+    classifier."""
+    try:
+        infer_task(values, target, task)
+    except InvalidInput:
+        if task == "regression":
+            raise InvalidInput(
+                f"{describe(estimator)} is a regressor but the target {target!r} is not numeric: "
+                "predictions do not match the target's values"
+            ) from None
+        raise InvalidInput(
+            f"{describe(estimator)} is a classifier but the target {target!r} is continuous (over "
+            f"{MAX_CLASSES} distinct numbers): predictions do not match the target's values"
+        ) from None
 
 
 def taken_columns(estimator: Any, columns: Mapping[str, Sequence[Any]], target: str) -> tuple[list[str], bool]:
@@ -73,6 +103,8 @@ def taken_columns(estimator: Any, columns: Mapping[str, Sequence[Any]], target: 
 
 
 def _check_classes(model: UserModel, schema: FeatureSchema) -> None:
+    if schema.regression:
+        return
     predicted = {str(c) for c in model.classes_}
     labels = {str(c) for c in schema.classes}
     if not labels <= predicted:
@@ -92,25 +124,30 @@ def _check_against_frame(original: Any, model: UserModel, matrix: np.ndarray, sc
     for spec in schema.features:
         if spec.kind is FeatureKind.numeric:
             frame[spec.name] = frame[spec.name].astype(float)
-    expected = np.asarray(original.predict_proba(frame), dtype=float)
-    got = model.predict_proba(matrix)
-    drift = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+    if schema.regression:
+        expected, got = np.asarray(original.predict(frame), dtype=float), model.predict(matrix)
+        scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    else:
+        expected, got, scale = np.asarray(original.predict_proba(frame), dtype=float), model.predict_proba(matrix), 1.0
+    drift = float(np.max(np.abs(expected - got))) / scale if expected.size else 0.0
     if not math.isfinite(drift) or drift > MAX_PROBABILITY_DRIFT:
         raise InvalidInput(
             f"{describe(original)} selects its columns in a way loopml cannot serve without pandas: by "
-            f"position it predicts differently (max |Δp| {drift:.3g}); select columns by name in one "
+            f"position it predicts differently (max relative difference {drift:.3g}); select columns by name in one "
             "ColumnTransformer as the pipeline's first step"
         )
 
 
-def _check_scores(model: UserModel, matrix: np.ndarray, estimator: Any) -> None:
+def _check_scores(model: UserModel, matrix: np.ndarray, estimator: Any, schema: FeatureSchema) -> None:
     try:
-        proba = model.predict_proba(matrix)
+        scores = model.predict(matrix) if schema.regression else model.predict_proba(matrix)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInput(f"{describe(estimator)} does not accept the data's columns as they are: {first}") from None
-    if proba.shape != (len(matrix), len(model.classes_)) or not np.isfinite(proba).all():
-        raise InvalidInput(f"{describe(estimator)} gives no finite probability per class for the data's rows")
+    shape = (len(matrix),) if schema.regression else (len(matrix), len(model.classes_))
+    if scores.shape != shape or not np.isfinite(scores).all():
+        what = "value" if schema.regression else "probability per class"
+        raise InvalidInput(f"{describe(estimator)} gives no finite {what} for some of the data's rows")
 
 
 def prepare(
@@ -126,22 +163,23 @@ def prepare(
     Metrics come from ``holdout`` when given; otherwise from the validation split ``loopml train`` uses
     (optimistic when the estimator was fitted on those rows).
     """
-    check_estimator(estimator)
+    task = check_estimator(estimator)
     names, by_name = taken_columns(estimator, columns, target)
+    _check_task(estimator, task, columns[target], target)
     config = config or SchemaConfig()
     dropped = [n for n in names if n in config.drop]
     if dropped:
         raise InvalidInput(f"the config drops columns the estimator takes: {dropped}")
     extra = [n for n in columns if n != target and n not in names]
-    schema = infer_schema({**{n: columns[n] for n in names}, target: columns[target]}, target, config)
+    schema = infer_schema({**{n: columns[n] for n in names}, target: columns[target]}, target, config, task)
     wrapped = UserModel(
         by_position(estimator) if by_name else estimator, tuple(schema.indices(FeatureKind.categorical))
     )
     _check_classes(wrapped, schema)
     matrix = to_matrix(columns, schema)
-    labels = encode_labels(columns[target])
+    labels = encode_targets(columns[target], schema)
     check_trainable(labels, schema.classes)
-    _check_scores(wrapped, matrix, estimator)
+    _check_scores(wrapped, matrix, estimator, schema)
     if by_name:
         _check_against_frame(estimator, wrapped, matrix, schema)
     params = (params or TrainingParams()).model_copy(
@@ -151,12 +189,12 @@ def prepare(
         missing = [n for n in [*names, target] if n not in holdout]
         if missing:
             raise InvalidInput(f"the holdout lacks columns: {missing}")
-        valid_matrix, valid_labels = to_matrix(holdout, schema), encode_labels(holdout[target])
+        valid_matrix, valid_labels = to_matrix(holdout, schema), encode_targets(holdout[target], schema)
         unknown = sorted({str(v) for v in valid_labels} - {str(c) for c in schema.classes})
-        if unknown:
+        if unknown and not schema.regression:
             raise InvalidInput(f"holdout labels not among the data's classes {schema.classes}: {unknown[:10]}")
     else:
-        _, valid = validation_split(labels, params)
+        _, valid = validation_split(labels, params, schema.regression)
         valid_matrix, valid_labels = matrix[valid], [labels[i] for i in valid]
     trained = trained_model(wrapped, schema, params, matrix, labels, valid_matrix, valid_labels)
     trained.notes = [f"not features (the estimator does not take them): {extra}"] if extra else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -38,10 +38,20 @@ class FeatureSpec(BaseModel):
     sensitive: bool = False
 
 
+Task = Literal["classification", "regression"]
+MAX_CLASSES = 50  # a numeric target with more distinct values is not a class label (``--task`` decides)
+MIN_DISTINCT_FOR_REGRESSION = 20  # an integer target with more distinct values than this is a quantity
+
+
 class FeatureSchema(BaseModel):
     features: list[FeatureSpec]
     target: str
-    classes: list[str | int]
+    classes: list[str | int]  # empty for regression
+    task: Task = "classification"
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     @model_validator(mode="after")
     def _unique_names(self) -> FeatureSchema:
@@ -134,15 +144,44 @@ def contract_changes(old: FeatureSchema, new: FeatureSchema) -> list[str]:
         changes.append(f"feature {name!r} is {after[name].kind.value}, was {before[name].kind.value}")
     if old.target != new.target:
         changes.append(f"target {new.target!r}, was {old.target!r}")
+    elif old.task != new.task:
+        changes.append(f"task {new.task}, was {old.task}")
     elif [str(c) for c in old.classes] != [str(c) for c in new.classes]:
         changes.append(f"classes {new.classes}, were {old.classes}")
     return changes
 
 
+def infer_task(values: Sequence[Any], target: str, task: Task | None = None) -> Task:
+    """A continuous target (fractions, or more than 20 distinct whole numbers) is regression; text and a
+    few whole numbers are class labels. ``task`` overrides, refused where it cannot hold."""
+    present = [v for v in values if not is_missing(v)]
+    numbers = [_as_number(v) for v in present]
+    numeric = bool(present) and all(n is not None and math.isfinite(n) for n in numbers)
+    distinct = {n for n in numbers if n is not None}
+    if task == "regression":
+        if not numeric:
+            odd = sorted({str(v) for v, n in zip(present, numbers, strict=True) if n is None or not math.isfinite(n)})
+            raise InvalidInput(f"target column {target!r} has non-numeric values {odd[:5]}: regression needs numbers")
+        return task
+    if task == "classification":
+        if numeric and len(distinct) > MAX_CLASSES:
+            raise InvalidInput(
+                f"target column {target!r} has {len(distinct)} distinct numeric values: as classification that "
+                f"is {len(distinct)} classes (at most {MAX_CLASSES}); use --task regression, or bin it"
+            )
+        return task
+    if numeric and (any(not float(n).is_integer() for n in distinct) or len(distinct) > MIN_DISTINCT_FOR_REGRESSION):
+        return "regression"
+    return "classification"
+
+
 def infer_schema(
-    columns: Mapping[str, Sequence[Any]], target: str, config: SchemaConfig | None = None
+    columns: Mapping[str, Sequence[Any]],
+    target: str,
+    config: SchemaConfig | None = None,
+    task: Task | None = None,
 ) -> FeatureSchema:
-    """Infer kinds, ranges and category sets; the config file overrides what inference gets wrong."""
+    """Infer the task, kinds, ranges and category sets; the config file overrides what inference gets wrong."""
     config = config or SchemaConfig()
     if target not in columns:
         raise InvalidInput(
@@ -152,12 +191,16 @@ def infer_schema(
     unknown = (set(config.features) | set(config.drop)) - set(columns)
     if unknown:
         raise InvalidInput(f"config names columns not in the data: {sorted(unknown)}")
-    labels = [_label(v) for v in columns[target] if not is_missing(v)]
-    if len(labels) != len(columns[target]):
+    if any(is_missing(v) for v in columns[target]):
         raise InvalidInput(f"target column {target!r} has missing values")
-    classes = sorted(set(labels), key=lambda c: (isinstance(c, str), c))
-    if len(classes) < 2:
-        raise InvalidInput(f"target column {target!r} has a single class {classes}; need at least two")
+    task = infer_task(columns[target], target, task)
+    classes: list[str | int] = []
+    if task == "classification":
+        classes = sorted({_label(v) for v in columns[target]}, key=lambda c: (isinstance(c, str), c))
+        if len(classes) < 2:
+            raise InvalidInput(f"target column {target!r} has a single class {classes}; need at least two")
+    elif len({float(v) for v in columns[target]}) < 2:
+        raise InvalidInput(f"target column {target!r} has a single value; nothing to learn")
     features: list[FeatureSpec] = []
     for name, values in columns.items():
         if name == target or name in config.drop:
@@ -186,11 +229,24 @@ def infer_schema(
         features.append(spec)
     if not features:
         raise InvalidInput("no feature columns left besides the target")
-    return FeatureSchema(features=features, target=target, classes=classes)
+    return FeatureSchema(features=features, target=target, classes=classes, task=task)
 
 
 def encode_labels(values: Iterable[Any]) -> list[str | int]:
     return [_label(v) for v in values]
+
+
+def encode_targets(values: Iterable[Any], schema: FeatureSchema) -> list[Any]:
+    """Class labels (``encode_labels``) or, for regression, floats; a value that is neither is refused."""
+    if not schema.regression:
+        return encode_labels(values)
+    out = []
+    for value in values:
+        number = _as_number(value)
+        if number is None or not math.isfinite(number):
+            raise InvalidInput(f"target {schema.target!r}: {str(value)[:40]!r} is not a finite number")
+        out.append(number)
+    return out
 
 
 def to_matrix(columns: Mapping[str, Sequence[Any]], schema: FeatureSchema) -> np.ndarray:

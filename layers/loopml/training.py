@@ -16,9 +16,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -26,11 +31,15 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopml.errors import InsufficientData, InvalidInput
 from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, library_versions, serialize_bundle
-from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, encode_labels, to_matrix
+from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, Task, encode_targets, to_matrix
 from loopml.user_model import UserModel, refit_copy
 
-ModelType = Literal["logistic_regression", "hist_gradient_boosting", "random_forest", "user_estimator"]
-RECIPES: tuple[ModelType, ...] = ("logistic_regression", "hist_gradient_boosting", "random_forest")
+ModelType = Literal["logistic_regression", "ridge", "hist_gradient_boosting", "random_forest", "user_estimator"]
+RECIPES: dict[Task, tuple[ModelType, ...]] = {
+    "classification": ("logistic_regression", "hist_gradient_boosting", "random_forest"),
+    "regression": ("ridge", "hist_gradient_boosting", "random_forest"),
+}
+INTERVAL_COVERAGE = 0.9  # of a regression prediction's interval (split-conformal on validation residuals)
 MIN_ROWS = 50
 MIN_PER_CLASS = 5
 
@@ -57,6 +66,15 @@ class ValidationMetrics(BaseModel):
     calibration_error: float
 
 
+class RegressionMetrics(BaseModel):
+    n: int
+    rmse: float
+    mae: float
+    r2: float | None  # None when the rows' targets do not vary
+    interval_coverage: float  # share of rows whose value fell inside the prediction interval
+    interval_halfwidth: float
+
+
 @dataclass
 class TrainedModel:
     """What ``train`` returns: the bundle to pickle plus everything the registry records."""
@@ -64,10 +82,10 @@ class TrainedModel:
     bundle: dict[str, Any]
     schema: FeatureSchema
     params: TrainingParams
-    metrics: ValidationMetrics
+    metrics: ValidationMetrics | RegressionMetrics
     reference_matrix: np.ndarray
-    reference_proba: np.ndarray
-    reference_labels: list[str | int]
+    reference_proba: np.ndarray  # regression: the predicted values
+    reference_labels: list[Any]
     notes: list[str] = field(default_factory=list)  # what the user should know (columns left out, ...)
 
 
@@ -95,6 +113,12 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
     estimator: Any
     if params.model_type == "user_estimator":
         raise InvalidInput("a user's estimator is refitted from its registered version, not built from params")
+    if params.model_type not in RECIPES[schema.task]:
+        raise InvalidInput(
+            f"model_type {params.model_type} does not do {schema.task}: use one of {list(RECIPES[schema.task])}"
+        )
+    if schema.regression:
+        return Pipeline([("prep", prep), ("model", _regressor(params))])
     if params.model_type == "logistic_regression":
         estimator = LogisticRegression(C=params.regularization_c, max_iter=params.max_iter, random_state=params.seed)
     elif params.model_type == "hist_gradient_boosting":
@@ -111,24 +135,49 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
     return Pipeline([("prep", prep), ("model", estimator)])
 
 
-def check_trainable(labels: Sequence[str | int], classes: Sequence[str | int]) -> None:
-    """Refuse data that cannot give an honest model, naming what is missing."""
+def _regressor(params: TrainingParams) -> Any:
+    if params.model_type == "ridge":
+        return Ridge(alpha=1.0 / params.regularization_c)
+    if params.model_type == "hist_gradient_boosting":
+        return HistGradientBoostingRegressor(
+            learning_rate=params.learning_rate,
+            max_iter=params.n_estimators,
+            max_depth=params.max_depth,
+            random_state=params.seed,
+        )
+    return RandomForestRegressor(
+        n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed, n_jobs=1
+    )
+
+
+def check_trainable(labels: Sequence[Any], classes: Sequence[str | int]) -> None:
+    """Refuse data that cannot give an honest model, naming what is missing (``classes`` empty: regression)."""
     if len(labels) < MIN_ROWS:
         raise InsufficientData(f"{len(labels)} labelled rows; need at least {MIN_ROWS}")
-    counts = dict.fromkeys(classes, 0)
+    if not classes:
+        return
+    counts = {str(c): 0 for c in classes}
     for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    thin = {str(c): n for c, n in counts.items() if n < MIN_PER_CLASS}
+        if str(label) in counts:
+            counts[str(label)] += 1
+    thin = {c: n for c, n in counts.items() if n < MIN_PER_CLASS}
     if thin:
-        raise InsufficientData(f"classes with fewer than {MIN_PER_CLASS} rows: {thin}")
+        shown = dict(list(thin.items())[:10])
+        more = f" and {len(thin) - 10} more" if len(thin) > 10 else ""
+        raise InsufficientData(f"{len(thin)} classes with fewer than {MIN_PER_CLASS} rows: {shown}{more}")
 
 
-def validation_split(labels: Sequence[str | int], params: TrainingParams) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (fit, validation) of the stratified split ``train`` uses: the same rows every time."""
+def validation_split(
+    labels: Sequence[Any], params: TrainingParams, regression: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (fit, validation) of the split ``train`` uses (stratified by class): the same rows every time."""
     y = np.asarray(list(labels), dtype=object)
     idx = np.arange(len(y))
     fit, valid = train_test_split(
-        idx, test_size=params.validation_fraction, random_state=params.seed, stratify=y.astype(str)
+        idx,
+        test_size=params.validation_fraction,
+        random_state=params.seed,
+        stratify=None if regression else y.astype(str),
     )
     return np.asarray(fit), np.asarray(valid)
 
@@ -147,14 +196,14 @@ def train(
     missing = [name for name in schema.names if name not in columns]
     if missing:
         raise InvalidInput(f"feature columns missing from data: {missing}")
-    labels = encode_labels(columns[schema.target])
+    labels = encode_targets(columns[schema.target], schema)
     unknown = sorted({str(v) for v in labels} - {str(c) for c in schema.classes})
-    if unknown:
+    if unknown and not schema.regression:
         raise InvalidInput(f"labels not among the schema's classes {schema.classes}: {unknown[:10]}")
     check_trainable(labels, schema.classes)
     matrix = to_matrix(columns, schema)
     y = np.asarray(labels, dtype=object)
-    train_idx, valid_idx = validation_split(labels, params)
+    train_idx, valid_idx = validation_split(labels, params, schema.regression)
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[train_idx]
     pipeline: Any
     if estimator is None:
@@ -183,8 +232,11 @@ def trained_model(
 ) -> TrainedModel:
     """A fitted model, its validation metrics and its bundle: the one ending of training and registration.
     Linear recipes carry what their exact explanations need; every other model is explained by occlusion."""
-    metrics = evaluate(pipeline, validation, validation_labels, schema)
     bundle: dict[str, Any] = {"pipeline": pipeline, "baseline_row": _baseline_row(reference, schema)}
+    if schema.regression:
+        residuals = np.abs(np.asarray(validation_labels, dtype=float) - pipeline.predict(validation))
+        bundle["interval"] = {"halfwidth": conformal_halfwidth(residuals), "coverage": INTERVAL_COVERAGE}
+    metrics = evaluate(pipeline, validation, validation_labels, schema, bundle.get("interval"))
     if isinstance(pipeline, Pipeline) and hasattr(pipeline.named_steps.get("model"), "coef_"):
         bundle["background"] = pipeline.named_steps["prep"].transform(reference).mean(axis=0)
         bundle["feature_groups"] = feature_groups(pipeline, schema)
@@ -194,22 +246,44 @@ def trained_model(
         params=params,
         metrics=metrics,
         reference_matrix=reference,
-        reference_proba=pipeline.predict_proba(reference),
+        reference_proba=pipeline.predict(reference).astype(float)
+        if schema.regression
+        else pipeline.predict_proba(reference),
         reference_labels=reference_labels,
     )
 
 
+def conformal_halfwidth(residuals: np.ndarray, coverage: float = INTERVAL_COVERAGE) -> float:
+    """Split-conformal: the ceil((n+1) * coverage)-th smallest absolute validation residual. A new row
+    exchangeable with the validation rows falls within ``prediction ± halfwidth`` with probability at
+    least ``coverage``."""
+    r = np.sort(np.asarray(residuals, dtype=float)[np.isfinite(residuals)])
+    if not len(r):
+        return float("inf")
+    rank = math.ceil((len(r) + 1) * coverage)
+    return float(r[min(rank, len(r)) - 1])
+
+
 def _y_array(y: np.ndarray, schema: FeatureSchema) -> np.ndarray:
-    """Integer classes train as integers so predict returns JSON-friendly ints."""
+    """Integer classes train as integers so predict returns JSON-friendly ints; regression targets as floats."""
+    if schema.regression:
+        return y.astype(np.float64)
     if all(isinstance(c, int) for c in schema.classes):
         return y.astype(np.int64)
     return y.astype(str)
 
 
 def evaluate(
-    pipeline: Pipeline, matrix: np.ndarray, labels: Sequence[str | int], schema: FeatureSchema
-) -> ValidationMetrics:
-    """Accuracy, macro F1, ROC AUC (one-vs-rest when multi-class), log loss and calibration error."""
+    pipeline: Any,
+    matrix: np.ndarray,
+    labels: Sequence[Any],
+    schema: FeatureSchema,
+    interval: Mapping[str, float] | None = None,
+) -> ValidationMetrics | RegressionMetrics:
+    """Accuracy, macro F1, ROC AUC (one-vs-rest when multi-class), log loss and calibration error; for
+    regression RMSE, MAE, R² and the coverage of the prediction interval (``interval``, from the bundle)."""
+    if schema.regression:
+        return evaluate_regression(pipeline, matrix, labels, (interval or {}).get("halfwidth", float("inf")))
     y = _y_array(np.asarray(list(labels), dtype=object), schema)
     proba = pipeline.predict_proba(matrix)
     classes = list(pipeline.classes_)
@@ -230,6 +304,23 @@ def evaluate(
         roc_auc=roc,
         log_loss=float(log_loss(y, proba, labels=classes)),
         calibration_error=expected_calibration_error(proba, [classes.index(v) for v in y_list]),
+    )
+
+
+def evaluate_regression(
+    pipeline: Any, matrix: np.ndarray, values: Sequence[Any], halfwidth: float
+) -> RegressionMetrics:
+    y = np.asarray(values, dtype=float)
+    predicted = np.asarray(pipeline.predict(matrix), dtype=float)
+    error = y - predicted
+    spread = float(np.sum((y - y.mean()) ** 2)) if len(y) else 0.0
+    return RegressionMetrics(
+        n=len(y),
+        rmse=float(np.sqrt(np.mean(error**2))) if len(y) else 0.0,
+        mae=float(np.mean(np.abs(error))) if len(y) else 0.0,
+        r2=1.0 - float(np.sum(error**2)) / spread if spread > 0 else None,
+        interval_coverage=float(np.mean(np.abs(error) <= halfwidth)) if len(y) else 0.0,
+        interval_halfwidth=halfwidth,
     )
 
 

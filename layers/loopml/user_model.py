@@ -1,4 +1,4 @@
-"""Bring your own model: a user's fitted scikit-learn classifier, served, monitored and retrained like a recipe.
+"""Bring your own model: a user's fitted scikit-learn estimator, served, monitored and retrained like a recipe.
 
 loopml feeds every model one object matrix: the schema's columns in order, numbers as floats, a missing
 category as ``CATEGORY_MISSING``. ``UserModel`` hands the user's estimator the values as the user's own
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import has_fit_parameter
 
 from loopml.errors import InvalidInput
@@ -30,9 +30,9 @@ from loopml.schema import CATEGORY_MISSING
 _NAMELESS = r"X does not have valid feature names"
 
 
-class UserModel(ClassifierMixin, BaseEstimator):
-    """The user's estimator behind loopml's matrix. ``clone`` gives the same estimator, unfitted, with the
-    same hyper-parameters: retraining refits the user's model, never one of loopml's recipes."""
+class UserModel(BaseEstimator):
+    """The user's classifier or regressor behind loopml's matrix. ``clone`` gives the same estimator,
+    unfitted, with the same hyper-parameters: retraining refits the user's model, never a recipe."""
 
     def __init__(self, estimator: Any = None, categorical: Sequence[int] = ()) -> None:
         self.estimator = estimator
@@ -71,8 +71,11 @@ class UserModel(ClassifierMixin, BaseEstimator):
             return np.asarray(self.estimator.predict_proba(self.values(matrix)))
 
     def predict(self, matrix: Any) -> np.ndarray:
-        proba = self.predict_proba(matrix)
-        return self.classes_[proba.argmax(axis=1)]
+        if is_classifier(self.estimator):
+            return self.classes_[self.predict_proba(matrix).argmax(axis=1)]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NAMELESS)
+            return np.asarray(self.estimator.predict(self.values(matrix)), dtype=float).reshape(len(matrix))
 
 
 def describe(estimator: Any) -> str:
@@ -116,8 +119,6 @@ def by_position(estimator: Any) -> Any:
     if not hasattr(columns, "transformers_"):
         return rewritten
     positions = {name: [int(i) for i in idx] for name, idx in columns._transformer_to_input_indices.items()}
-    columns.transformers_ = [
-        (name, step, positions.get(name, cols)) for name, step, cols in columns.transformers_
-    ]
+    columns.transformers_ = [(name, step, positions.get(name, cols)) for name, step, cols in columns.transformers_]
     columns.transformers = [(name, step, positions[name]) for name, step, _ in columns.transformers]
     return rewritten

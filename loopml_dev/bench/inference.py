@@ -141,7 +141,9 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
 
 # Both children see what a Lambda sees: no pandas (the dev venv has it; scikit-learn would import it).
 AS_IN_LAMBDA = "".join(f"import sys; sys.modules[{name!r}] = None\n" for name in NOT_SHIPPED)
-COLD_CHILD = AS_IN_LAMBDA + """
+COLD_CHILD = (
+    AS_IN_LAMBDA
+    + """
 import json, sys, time, importlib.util
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
@@ -152,6 +154,7 @@ class C:
 out = module.handler(json.load(open(sys.argv[2])), C())
 print("ANSWERED %d" % out["statusCode"], flush=True)
 """
+)
 FLOOR_CHILD = AS_IN_LAMBDA + "import sklearn, boto3; print('ANSWERED 200', flush=True)"
 
 

@@ -24,6 +24,7 @@ from loopml.inference.predictor import Prediction, Predictor
 from loopml.schema import FeatureKind, FeatureSchema, is_missing
 
 OUTPUT_FIELDS = ("row_number", "model_version", "prediction", "confidence")
+REGRESSION_FIELDS = ("row_number", "model_version", "prediction", "lower", "upper")  # the prediction interval
 
 
 @dataclass
@@ -158,12 +159,19 @@ class OutputWriter:
     """Scored rows in the input's format, as byte chunks."""
 
     def __init__(self, fmt: Format, header: list[str], classes: list[str], model_version: int) -> None:
+        """``classes`` empty: a regression model, whose rows carry a value and its interval."""
         self.fmt = fmt
         self.classes = classes
         self.model_version = model_version
-        self.header = [h for h in header if h not in OUTPUT_FIELDS]
-        self.columns = [*self.header, *OUTPUT_FIELDS, *(f"probability_{c}" for c in classes)]
+        fields = OUTPUT_FIELDS if classes else REGRESSION_FIELDS
+        self.header = [h for h in header if h not in fields]
+        self.columns = [*self.header, *fields, *(f"probability_{c}" for c in classes)]
         self._header_written = False
+
+    def _scores(self, p: Prediction) -> list[Any]:
+        if p.interval is not None:
+            return [_round(float(p.label)), _round(p.interval[0]), _round(p.interval[1])]
+        return [p.label, _round(p.confidence), *(_round(p.probabilities[c]) for c in self.classes)]
 
     def encode(self, rows: Iterable[tuple[InputRow, Prediction]]) -> bytes:
         out = io.StringIO()
@@ -179,21 +187,22 @@ class OutputWriter:
                         *("" if values.get(h) is None else values.get(h) for h in self.header),
                         item.row,
                         self.model_version,
-                        p.label,
-                        _round(p.confidence),
-                        *(_round(p.probabilities[c]) for c in self.classes),
+                        *self._scores(p),
                     ]
                 )
         else:
             for item, p in rows:
-                record = {
+                record: dict[str, Any] = {
                     **(item.values or {}),
                     "row_number": item.row,
                     "model_version": self.model_version,
-                    "prediction": p.label,
-                    "confidence": _round(p.confidence),
-                    "probabilities": {c: _round(v) for c, v in p.probabilities.items()},
                 }
+                if p.interval is not None:
+                    record.update(zip(REGRESSION_FIELDS[2:], self._scores(p), strict=True))
+                else:
+                    record["prediction"] = p.label
+                    record["confidence"] = _round(p.confidence)
+                    record["probabilities"] = {c: _round(v) for c, v in p.probabilities.items()}
                 out.write(json.dumps(record, default=str) + "\n")
         return out.getvalue().encode()
 
@@ -204,8 +213,8 @@ class OutputWriter:
         return b""
 
 
-def _round(value: float) -> float:
-    return round(value, 6) if math.isfinite(value) else value
+def _round(value: float | None) -> float | None:
+    return round(value, 6) if value is not None and math.isfinite(value) else value
 
 
 def chunks(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:

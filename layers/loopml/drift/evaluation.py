@@ -39,6 +39,9 @@ from loopml.statistics import (
     evaluate_label_drift,
     evaluate_performance,
     evaluate_prediction_drift,
+    evaluate_regression_performance,
+    evaluate_target_drift,
+    evaluate_value_drift,
 )
 
 # validation metric names (training) -> the engine's names; the others (n, log_loss) have no live twin
@@ -143,6 +146,8 @@ def evaluate_window(
     data_drift = evaluate_data_drift(profile, columns, config.drift, evaluated_at)
     reported = {f.name for f in data_drift.features}
     quality = evaluate_data_quality(data_drift, {k: v for k, v in violations.items() if k in reported}, config.quality)
+    if schema.regression:
+        return _regression_window(meta, profile, rows, data_drift, quality, config, notes)
     predicted = np.array([str(row.prediction) for row in rows], dtype=object)
 
     prediction_drift = None
@@ -207,6 +212,57 @@ def evaluate_window(
     )
 
 
+def _regression_window(
+    meta: ModelMetadata,
+    profile: ReferenceProfile,
+    rows: Sequence[CapturedRow],
+    data_drift: DataDriftReport,
+    quality: DataQualityReport,
+    config: MonitoringConfig,
+    notes: list[str],
+) -> WindowEvaluation:
+    """Regression: the predicted values' distribution, the labels' distribution, RMSE / MAE / interval
+    coverage from labels against validation. The bias audit (rates of a positive class) does not apply."""
+    values = np.array([float(row.prediction) for row in rows if isinstance(row.prediction, int | float)])
+    prediction_drift = None
+    if profile.predicted_values is None:
+        notes.append("the reference profile has no predicted values: prediction drift not evaluated")
+    else:
+        prediction_drift = evaluate_value_drift(profile, values, config.drift)
+    labelled = [row for row in rows if isinstance(row.label, int | float) and isinstance(row.prediction, int | float)]
+    foreign = sum(1 for row in rows if row.label is not None) - len(labelled)
+    if foreign:
+        notes.append(f"{foreign} labels are not numbers and were left out")
+    truth = np.array([float(row.label) for row in labelled])  # type: ignore[arg-type]
+    label_drift = None
+    if not labelled:
+        notes.append("no labelled predictions in the window: label drift and performance not evaluated")
+    elif profile.target_values is not None:
+        label_drift = evaluate_target_drift(profile, truth, config.drift)
+    with_interval = all(row.interval is not None for row in labelled)
+    performance = evaluate_regression_performance(
+        truth,
+        [float(row.prediction) for row in labelled],
+        intervals=np.array([row.interval for row in labelled]) if labelled and with_interval else None,
+        reference_metrics={k: v for k, v in meta.metrics.items() if k in ("rmse", "mae", "interval_coverage")},
+        config=config.performance,
+    )
+    if meta.feature_schema.sensitive_names:
+        notes.append("regression: the bias audit compares a positive class's rates, which a value does not have")
+    return WindowEvaluation(
+        n_rows=len(rows),
+        n_labelled=len(labelled),
+        data_drift=data_drift,
+        prediction_drift=prediction_drift,
+        label_drift=label_drift,
+        performance=performance,
+        quality=quality,
+        bias=None,
+        bias_labelled=None,
+        notes=notes,
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -235,7 +291,7 @@ def alerts(result: WindowEvaluation) -> dict[str, list[str]]:
         ]
     pd = result.prediction_drift
     if pd is not None and pd.verdict is DriftVerdict.drifted:
-        parts = [p for p in (pd.predicted_class, pd.confidence) if p is not None and p.drifted]
+        parts = [p for p in pd.parts if p.drifted]
         out["prediction_drift"] = [
             "prediction drift: "
             + ", ".join(f"{p.name} {p.method.value if p.method else ''} {_num(p.score)}" for p in parts)

@@ -53,7 +53,7 @@ def _details(report: DriftRunReport) -> str:
     out = []
     pd = report.prediction_drift
     if pd is not None:
-        parts = [p for p in (pd.predicted_class, pd.confidence) if p is not None]
+        parts = pd.parts
         out.append(f"<section id='prediction-drift'><h2>Prediction drift: {escape(pd.verdict.value)}</h2>")
         out.append(_table(["part", "method", "score", "threshold", "current n", "verdict"], map(_drift_row, parts)))
         out.append("</section>")

@@ -35,8 +35,8 @@ class EmfPublisher:
             m.add_metric(name=names.DRIFTED_FEATURES, unit=MetricUnit.Count, value=s.n_drifted)
         m.add_metric(name=names.DATA_DRIFT_DETECTED, unit=MetricUnit.Count, value=int(s.data_drift.value == "drifted"))
         pd = report.prediction_drift
-        if pd is not None and pd.predicted_class.score is not None:
-            m.add_metric(name=names.PREDICTION_DRIFT_SCORE, unit=MetricUnit.NoUnit, value=pd.predicted_class.score)
+        if pd is not None and pd.headline is not None and pd.headline.score is not None:
+            m.add_metric(name=names.PREDICTION_DRIFT_SCORE, unit=MetricUnit.NoUnit, value=pd.headline.score)
         for estimate in report.performance.metrics:
             if estimate.value is not None and estimate.name in NAMES:
                 m.add_metric(name=NAMES[estimate.name], unit=MetricUnit.NoUnit, value=estimate.value)

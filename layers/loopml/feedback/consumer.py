@@ -279,7 +279,7 @@ class Delivery:
         items = []
         for r in records:
             reason: Literal["low_confidence", "sample"]
-            if r.confidence < threshold:
+            if r.confidence is not None and r.confidence < threshold:  # regression rows are only sampled
                 reason = "low_confidence"
             elif sampled(r.prediction_id, rate):
                 reason = "sample"
@@ -294,6 +294,7 @@ class Delivery:
                     prediction=r.prediction,
                     probabilities=r.probabilities,
                     confidence=r.confidence,
+                    interval=r.interval,
                     features=masked(r.features, c.sensitive(r.model, r.model_version)),
                     reason=reason,
                     status="pending",

@@ -184,7 +184,7 @@ class DynamoSubjects(_Table):
 
 
 class DynamoReviewList(_Table):
-    """Items carry the review item as JSON plus ``status``/``confidence`` attributes for the scan."""
+    """Items carry the review item as JSON plus ``status``/``uncertainty`` attributes for the scan."""
 
     def put_many(self, items: Iterable[ReviewItem], ttl_s: int) -> None:
         expiration = self._expiration(ttl_s)
@@ -195,7 +195,7 @@ class DynamoReviewList(_Table):
                         "Item": {
                             "id": {"S": i.prediction_id},
                             "status": {"S": i.status},
-                            "confidence": {"N": repr(float(i.confidence))},
+                            "uncertainty": {"N": repr(float(i.uncertainty))},
                             "item": {"S": i.model_dump_json()},
                             "expiration": expiration,
                         }
@@ -235,7 +235,7 @@ class DynamoReviewList(_Table):
         raw = self._call("get_item", TableName=self.table, Key={"id": {"S": prediction_id}}).get("Item")
         return self._item(raw) if raw else None
 
-    def mark_reviewed(self, prediction_id: str, label: str | int) -> None:
+    def mark_reviewed(self, prediction_id: str, label: str | int | float) -> None:
         try:
             self._call(
                 "update_item",

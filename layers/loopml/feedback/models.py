@@ -14,7 +14,11 @@ from loopml.settings import FunctionSettings
 MAX_ITEMS = 100  # feedback items per POST /feedback (one SQS message, one BatchGetItem)
 MAX_COMMENT = 1000
 MAX_REVIEW_PAGE = 100
-Label = Annotated[str, Field(max_length=MAX_LABEL_LENGTH)] | Annotated[int, Field(ge=-(2**53), le=2**53)]
+Label = (
+    Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]
+    | Annotated[int, Field(ge=-(2**53), le=2**53)]
+    | Annotated[float, Field(allow_inf_nan=False)]  # a regression target
+)
 
 
 class FeedbackSettings(FunctionSettings, frozen=True):
@@ -98,13 +102,21 @@ class ReviewItem(BaseModel):
     model: str
     model_version: int
     timestamp: str
-    prediction: str | int
+    prediction: str | int | float
     probabilities: dict[str, float]
-    confidence: float
+    confidence: float | None  # None for regression: its items are ordered by interval width
+    interval: list[float] | None = None
     features: dict[str, Any]
     reason: Literal["low_confidence", "sample"]
     status: Literal["pending", "reviewed"] = "pending"
-    label: str | int | None = None
+    label: str | int | float | None = None
+
+    @property
+    def uncertainty(self) -> float:
+        """What the review list orders by, most uncertain first: 1 - confidence, or the interval's width."""
+        if self.interval is not None:
+            return self.interval[1] - self.interval[0]
+        return 1.0 - (self.confidence if self.confidence is not None else 0.0)
 
 
 class ReviewPage(BaseModel):

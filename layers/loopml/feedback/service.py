@@ -11,6 +11,7 @@ made the prediction (the serving version's, for a pending one).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from loopml.feedback.models import (
 from loopml.feedback.ports import PredictionIndex, ReviewList
 
 ClassesOf = Callable[[str, int | None], list[str | int]]
-"""(model, version or None for the serving version) -> that version's classes."""
+"""(model, version or None for the serving version) -> that version's classes (none: a regression model)."""
 
 
 class FeedbackService:
@@ -99,38 +100,43 @@ class FeedbackService:
         if missing:
             raise NotFound(f"unknown prediction_id: {', '.join(missing)}")
         if errors:
-            raise InvalidInput("label is not one of the model's classes", errors)
+            raise InvalidInput(
+                "label is not one of the model's classes, or not a number for a regression model", errors
+            )
         if records and self.send(pack_messages(records)):
             raise TransientError("the feedback queue did not accept the labels; retry")
         return FeedbackResponse(accepted=len(records), items=receipts)
 
     def _label(
         self,
-        label: str | int,
+        label: str | int | float,
         model: str,
         version: int | None,
         loc: tuple[str | int, ...],
         errors: list[dict[str, Any]],
-    ) -> str | int | None:
-        """The class as the model spells it ("1" -> 1), or None with the error recorded."""
+    ) -> str | int | float | None:
+        """The class as the model spells it ("1" -> 1), a regression target as a float, or None with the
+        error recorded."""
         classes = self.classes_of(model, version)
         found = _match(label, classes)
         if found is None:
-            errors.append({"loc": list(loc), "msg": f"{label!r} is not one of {classes}", "type": "value_error"})
+            msg = f"{label!r} is not one of {classes}" if classes else f"{label!r} is not a finite number"
+            errors.append({"loc": list(loc), "msg": msg, "type": "value_error"})
         return found
 
     def review_page(self, limit: int, model: str | None = None) -> ReviewPage:
-        """Least confident first: those are the labels that teach the model most. ``model``: that lane's only."""
+        """Most uncertain first (least confident, widest interval): the labels that teach the model most.
+        ``model``: that lane's only."""
         if not 1 <= limit <= MAX_REVIEW_PAGE:
             raise InvalidInput(
                 f"limit must be between 1 and {MAX_REVIEW_PAGE}",
                 [{"loc": ["query", "limit"], "msg": f"must be 1-{MAX_REVIEW_PAGE}", "type": "value_error"}],
             )
         items = [i for i in self.review.pending() if model is None or i.model == model]
-        pending = sorted(items, key=lambda i: (i.confidence, i.timestamp, i.prediction_id))
+        pending = sorted(items, key=lambda i: (-i.uncertainty, i.timestamp, i.prediction_id))
         return ReviewPage(items=pending[:limit], pending=len(pending))
 
-    def review_label(self, prediction_id: str, label: str | int, comment: str | None) -> FeedbackResponse:
+    def review_label(self, prediction_id: str, label: str | int | float, comment: str | None) -> FeedbackResponse:
         """A reviewer's label: wins over user labels in the dataset, and closes the review item."""
         try:
             layout.prediction_time(prediction_id)
@@ -148,7 +154,15 @@ class FeedbackService:
         return response
 
 
-def _match(label: str | int, classes: list[str | int]) -> str | int | None:
+def _match(label: str | int | float, classes: list[str | int]) -> str | int | float | None:
+    if not classes:  # a regression model: any finite number ("3.5" too)
+        if isinstance(label, bool):
+            return None
+        try:
+            value = float(label)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
     for cls in classes:
         if str(cls) == str(label):
             return cls

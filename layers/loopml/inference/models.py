@@ -66,9 +66,12 @@ class Flags(BaseModel):
 
 class PredictionOut(BaseModel):
     prediction_id: str
-    prediction: str | int
-    probabilities: dict[str, float]
-    confidence: float
+    prediction: str | int | float = Field(description="the predicted class, or (regression) the predicted value")
+    probabilities: dict[str, float] = Field(description="per class; empty for regression")
+    confidence: float | None = Field(description="the predicted class's probability; null for regression")
+    interval: list[float] | None = Field(
+        None, description="regression: [lower, upper], a split-conformal prediction interval (90% coverage)"
+    )
     model_version: int
     lambda_version: str
     flags: Flags

@@ -4,6 +4,8 @@ Explanations:
 - linear models (logistic regression): exact contributions to the predicted class's log-odds,
   ``coef * (x - mean of the training data)`` in the transformed space, summed back per original
   feature (one-hot columns grouped). They add up to ``logit(x) - logit(training mean)``.
+- regression: the same, on the predicted value (a linear model's terms add up to the value minus the
+  value at the training mean; occlusion reports the change in the value).
 - other models (the other recipes, any user's estimator): single-feature occlusion. Each feature in
   turn is set to its training median (numeric) or most frequent value (categorical) and the drop in
   the predicted class's probability is its contribution. One extra ``predict_proba`` call on
@@ -23,23 +25,26 @@ from loopml.schema import RequestValidator, RowFlags
 
 
 class Prediction:
-    """One scored row. A plain class with slots: it is built per row on the hot path."""
+    """One scored row: a class with its probabilities, or (regression) a value with its interval. A plain
+    class with slots: it is built per row on the hot path."""
 
-    __slots__ = ("confidence", "explanation", "flags", "label", "probabilities")
+    __slots__ = ("confidence", "explanation", "flags", "interval", "label", "probabilities")
 
     def __init__(
         self,
-        label: str | int,
+        label: str | int | float,
         probabilities: dict[str, float],
-        confidence: float,
+        confidence: float | None,
         flags: RowFlags,
         explanation: dict[str, float] | None,
+        interval: list[float] | None = None,
     ) -> None:
         self.label = label
         self.probabilities = probabilities
         self.confidence = confidence
         self.flags = flags
         self.explanation = explanation
+        self.interval = interval
 
 
 class Predictor:
@@ -47,7 +52,11 @@ class Predictor:
         self.metadata = metadata
         self.pipeline = bundle["pipeline"]
         self.validator = RequestValidator(metadata.feature_schema)
-        self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in self.pipeline.classes_]
+        self.regression = metadata.feature_schema.regression
+        self.interval: dict[str, float] = bundle.get("interval", {})
+        self._halfwidth = float(self.interval.get("halfwidth", 0.0))
+        classes = [] if self.regression else self.pipeline.classes_
+        self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in classes]
         self._class_keys = [str(c) for c in self.classes]
         self._baseline_row: np.ndarray = bundle["baseline_row"]
         self._names = metadata.feature_schema.names
@@ -74,16 +83,10 @@ class Predictor:
         return self.predict_matrix(matrix, flags, explain)
 
     def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:
+        if self.regression:
+            return self._predict_values(matrix, flags, explain)
         proba = self.pipeline.predict_proba(matrix)
-        if not np.isfinite(proba).all():  # one vectorised check: a row the model cannot score is refused, named
-            bad = [int(i) for i in np.flatnonzero(~np.isfinite(proba).all(axis=1))]
-            raise InvalidInput(
-                f"the model cannot score {len(bad)} row(s): their values overflow its arithmetic",
-                [
-                    {"loc": ["body", "instances", i], "msg": "the model cannot score this row", "type": "unscorable"}
-                    for i in bad
-                ],
-            )
+        _refuse_unscorable(proba)
         top = proba.argmax(axis=1)
         keys = self._class_keys
         explanations = self._explain(matrix, top) if explain else [None] * len(flags)
@@ -98,6 +101,23 @@ class Predictor:
             for row, k, f, e in zip(proba, top, flags, explanations, strict=True)
         ]
 
+    def _predict_values(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool) -> list[Prediction]:
+        values = np.asarray(self.pipeline.predict(matrix), dtype=float)
+        _refuse_unscorable(values)
+        half = self._halfwidth
+        explanations = self._explain(matrix, np.zeros(len(values), dtype=int)) if explain else [None] * len(flags)
+        return [
+            Prediction(
+                label=v,
+                probabilities={},
+                confidence=None,
+                flags=f,
+                explanation=e,
+                interval=[v - half, v + half],
+            )
+            for v, f, e in zip(values.tolist(), flags, explanations, strict=True)
+        ]
+
     def _explain(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
         if self._coef is not None:
             return self._explain_linear(matrix, top)
@@ -108,9 +128,14 @@ class Predictor:
         transformed = self.pipeline.named_steps["prep"].transform(matrix) - self._background
         out: list[dict[str, float] | None] = []
         for i, k in enumerate(top):
-            # binary: coef_ is class 1's log-odds; class 0's are its negative
-            binary = self._coef.shape[0] == 1
-            weights = (self._coef[0] if k == 1 else -self._coef[0]) if binary else self._coef[k]
+            # regression: coef_ is 1-D, the value's own weights; binary: coef_ is class 1's log-odds and class
+            # 0's are its negative
+            if self._coef.ndim == 1:
+                weights = self._coef
+            elif self._coef.shape[0] == 1:
+                weights = self._coef[0] if k == 1 else -self._coef[0]
+            else:
+                weights = self._coef[k]
             terms = transformed[i] * weights
             out.append(
                 {name: round(float(terms[cols].sum()), 6) for name, cols in zip(self._names, self._groups, strict=True)}
@@ -122,5 +147,24 @@ class Predictor:
         variants = np.repeat(row[None, :], n + 1, axis=0)
         for j in range(n):
             variants[j + 1, j] = self._baseline_row[j]
-        proba = self.pipeline.predict_proba(variants)[:, k]
-        return {name: round(float(proba[0] - proba[j + 1]), 6) for j, name in enumerate(self._names)}
+        score = (
+            np.asarray(self.pipeline.predict(variants), dtype=float)
+            if self.regression
+            else self.pipeline.predict_proba(variants)[:, k]
+        )
+        return {name: round(float(score[0] - score[j + 1]), 6) for j, name in enumerate(self._names)}
+
+
+def _refuse_unscorable(scores: np.ndarray) -> None:
+    """One vectorised check: a row the model cannot score is refused, named."""
+    finite = np.isfinite(scores)
+    if finite.all():
+        return
+    bad = [int(i) for i in np.flatnonzero(~(finite.all(axis=1) if finite.ndim == 2 else finite))]
+    raise InvalidInput(
+        f"the model cannot score {len(bad)} row(s): their values overflow its arithmetic",
+        [
+            {"loc": ["body", "instances", i], "msg": "the model cannot score this row", "type": "unscorable"}
+            for i in bad
+        ],
+    )

@@ -48,6 +48,7 @@ def score(
                 "prediction": p.label,
                 "probabilities": p.probabilities,
                 "confidence": p.confidence,
+                "interval": p.interval,
                 "model_version": meta.version,
                 "lambda_version": lambda_version,
                 "flags": flags,
@@ -77,6 +78,7 @@ def score(
                 prediction=p.label,
                 probabilities=p.probabilities,
                 confidence=p.confidence,
+                interval=p.interval,
                 latency_ms=latency_ms,
                 degraded=serving.degraded,
                 flags=flags,
@@ -103,6 +105,10 @@ def record_metrics(metrics: Metrics, serving: Serving, response: dict[str, Any],
     metrics.add_metric(name=names.LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name=names.PREDICTIONS, unit=MetricUnit.Count, value=len(predictions))
     metrics.add_metric(name=names.DEGRADED, unit=MetricUnit.Count, value=len(predictions) if serving.degraded else 0)
+    if serving.predictor.regression:
+        mean_value = sum(p["prediction"] for p in predictions) / len(predictions)
+        metrics.add_metric(name=names.PREDICTED_VALUE, unit=MetricUnit.NoUnit, value=round(mean_value, 6))
+        return
     mean_confidence = sum(p["confidence"] for p in predictions) / len(predictions)
     metrics.add_metric(name=names.CONFIDENCE, unit=MetricUnit.NoUnit, value=round(mean_confidence, 6))
     counts: dict[str, int] = {}

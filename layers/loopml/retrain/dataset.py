@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from loopml.capture import CapturedRow
 from loopml.data import Columns
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.schema import FeatureKind, FeatureSchema, encode_labels, is_missing
+from loopml.schema import FeatureKind, FeatureSchema, encode_targets, is_missing
 from loopml.training import MIN_PER_CLASS, check_trainable
 
 MIN_HOLDOUT_PER_CLASS = 2
@@ -54,9 +54,11 @@ def split_holdout(
     rows: list[dict[str, Any]], schema: FeatureSchema, fraction: float, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], HoldoutMethod]:
     """The most recent ``fraction`` when it holds every class (and leaves enough to train on), else a
-    stratified sample of the same size."""
+    stratified sample of the same size. Regression: the most recent ``fraction``, always."""
     n_holdout = max(1, round(len(rows) * fraction))
     train_rows, holdout_rows = rows[:-n_holdout], rows[-n_holdout:]
+    if schema.regression:
+        return train_rows, holdout_rows, "time"
     recent = _class_counts(holdout_rows, schema)
     rest = _class_counts(train_rows, schema)
     if min(recent.values()) >= MIN_HOLDOUT_PER_CLASS and min(rest.values()) >= MIN_PER_CLASS:
@@ -76,8 +78,11 @@ def clean_row(row: Mapping[str, Any], label: Any, schema: FeatureSchema) -> dict
     """The row with normalised values (float / str / None) and its label, or None if it is unusable."""
     if is_missing(label):
         return None
-    (encoded,) = encode_labels([label])
-    if str(encoded) not in {str(c) for c in schema.classes}:
+    try:
+        (encoded,) = encode_targets([label], schema)
+    except InvalidInput:  # a regression label that is not a finite number
+        return None
+    if not schema.regression and str(encoded) not in {str(c) for c in schema.classes}:
         return None
     out: dict[str, Any] = {}
     for spec in schema.features:

@@ -12,6 +12,9 @@ the threshold blocks the challenger unless the champion's gap on the same rows i
 ``bias_tolerance``): retraining must not make bias worse, and a champion that is already over the
 line should not freeze its own replacement. Groups too small to compare are reported but do not
 block (see ``loopml.statistics.bias``).
+
+Regression: the primary metric is RMSE by default, and a tolerance on RMSE or MAE is a share of the
+champion's (they are in the target's units); there is no log-loss check and no rate-based bias audit.
 """
 
 from __future__ import annotations
@@ -20,9 +23,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loopml.errors import InsufficientData
-from loopml.retrain.models import LOWER_IS_BETTER, BiasSummary, Evaluation, PrimaryMetric
-from loopml.schema import FeatureSchema, encode_labels, to_matrix
+from loopml.errors import InsufficientData, InvalidInput
+from loopml.retrain.models import (
+    LOWER_IS_BETTER,
+    REGRESSION_METRICS,
+    RELATIVE_TOLERANCE,
+    BiasSummary,
+    Evaluation,
+    PrimaryMetric,
+)
+from loopml.schema import FeatureSchema, encode_targets, to_matrix
 from loopml.statistics.bias import BiasConfig, BiasReport, evaluate_bias
 from loopml.training import evaluate
 
@@ -35,7 +45,7 @@ def _bias(
     schema: FeatureSchema,
     threshold: float,
 ) -> BiasSummary:
-    if not schema.sensitive_names:
+    if not schema.sensitive_names or schema.regression:  # the audit compares a positive class's rates
         return BiasSummary(flagged=False, insufficient_data=False)
     config = BiasConfig(positive_class=schema.classes[-1], parity_threshold=threshold, opportunity_threshold=threshold)
     predicted = list(pipeline.predict(matrix))
@@ -50,13 +60,34 @@ def _bias(
 
 
 def _scores(
-    challenger: Any, champion: Any, rows: Mapping[str, Sequence[Any]], schema: FeatureSchema
+    challenger: Any,
+    champion: Any,
+    rows: Mapping[str, Sequence[Any]],
+    schema: FeatureSchema,
+    intervals: tuple[Mapping[str, float] | None, Mapping[str, float] | None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    labels = encode_labels(rows[schema.target])
+    labels = encode_targets(rows[schema.target], schema)
     matrix = to_matrix(rows, schema)
-    return evaluate(challenger, matrix, labels, schema).model_dump(), evaluate(
-        champion, matrix, labels, schema
+    return evaluate(challenger, matrix, labels, schema, intervals[0]).model_dump(), evaluate(
+        champion, matrix, labels, schema, intervals[1]
     ).model_dump()
+
+
+def primary_for(schema: FeatureSchema, asked: PrimaryMetric | None) -> PrimaryMetric:
+    """The run's primary metric, or the task's default; one of the other task's is refused by name."""
+    if asked is None:
+        return "rmse" if schema.regression else "roc_auc"
+    if (asked in REGRESSION_METRICS) != schema.regression:
+        kind, fits = (
+            ("regressor", "rmse, mae or r2")
+            if schema.regression
+            else ("classifier", "roc_auc, accuracy, f1_macro or log_loss")
+        )
+        raise InvalidInput(
+            f"primary_metric {asked} does not fit this model: it is a {kind}; use {fits}",
+            [{"loc": ["primary_metric"], "msg": f"not a {kind}'s metric", "type": "value_error"}],
+        )
+    return asked
 
 
 def _regressions(
@@ -74,11 +105,15 @@ def _regressions(
         improvement = float(new[primary_metric]) - float(old[primary_metric])
         if primary_metric in LOWER_IS_BETTER:
             improvement = -improvement
+        if primary_metric in RELATIVE_TOLERANCE:
+            tolerance *= abs(float(old[primary_metric]))
         if improvement < -tolerance:
             reasons.append(
                 f"{primary_metric} on the {where} regressed by {-improvement:.4f} (challenger "
                 f"{new[primary_metric]:.4f}, champion {old[primary_metric]:.4f}; tolerance {tolerance})"
             )
+    if "log_loss" not in new:  # regression: no probabilities to collapse
+        return improvement, reasons
     rise = float(new["log_loss"]) - float(old["log_loss"])
     if primary_metric != "log_loss" and rise > log_loss_tolerance:
         reasons.append(
@@ -93,18 +128,21 @@ def gate(
     champion: Any,
     holdout: Mapping[str, Sequence[Any]],
     schema: FeatureSchema,
-    primary_metric: PrimaryMetric,
+    primary_metric: PrimaryMetric | None,
     tolerance: float,
     bias_threshold: float,
     bias_tolerance: float = 0.02,
     golden: Mapping[str, Sequence[Any]] | None = None,
     golden_tolerance: float = 0.03,
     log_loss_tolerance: float = 0.05,
+    intervals: tuple[Mapping[str, float] | None, Mapping[str, float] | None] = (None, None),
 ) -> Evaluation:
-    """Score both pipelines and decide; ``reasons`` says why a challenger was held back."""
-    labels = encode_labels(holdout[schema.target])
+    """Score both pipelines and decide; ``reasons`` says why a challenger was held back. ``intervals``:
+    the (challenger, champion) bundles' prediction intervals, for a regression's coverage."""
+    primary_metric = primary_for(schema, primary_metric)
+    labels = encode_targets(holdout[schema.target], schema)
     matrix = to_matrix(holdout, schema)
-    new, old = _scores(challenger, champion, holdout, schema)
+    new, old = _scores(challenger, champion, holdout, schema, intervals)
     improvement, reasons = _regressions("recent holdout", new, old, primary_metric, tolerance, log_loss_tolerance)
     if improvement is None:
         raise InsufficientData(f"{primary_metric} cannot be computed on the holdout ({len(labels)} rows)")
@@ -112,7 +150,7 @@ def gate(
     golden_old: dict[str, Any] = {}
     golden_rows = len(golden[schema.target]) if golden else 0
     if golden and golden_rows:
-        golden_new, golden_old = _scores(challenger, champion, golden, schema)
+        golden_new, golden_old = _scores(challenger, champion, golden, schema, intervals)
         reasons += _regressions(
             "golden set", golden_new, golden_old, primary_metric, golden_tolerance, log_loss_tolerance
         )[1]

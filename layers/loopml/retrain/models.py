@@ -36,10 +36,12 @@ Step = Literal[
     "inconclusive",
     "cleanup",
 ]
-PrimaryMetric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
+PrimaryMetric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss", "rmse", "mae", "r2"]
+REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
+RELATIVE_TOLERANCE = frozenset({"rmse", "mae"})  # in the target's units: their tolerance is a share of the champion's
 LabelSource = Literal["user", "system"]
 DEFAULT_LABEL_WEIGHTS: dict[LabelSource, float] = {"user": 0.5, "system": 1.0}
-LOWER_IS_BETTER = frozenset({"log_loss"})
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 
 
 class RetrainSettings(FunctionSettings, frozen=True):
@@ -86,8 +88,15 @@ class RetrainInput(BaseModel, extra="forbid"):
         description="default: 4x bake_minutes; then too little evidence is inconclusive",
     )
     params: dict[str, Any] = Field(default_factory=dict)
-    primary_metric: PrimaryMetric = "roc_auc"
-    tolerance: float = Field(default=0.01, ge=0, le=1)
+    primary_metric: PrimaryMetric | None = Field(
+        default=None, description="default: roc_auc for a classifier, rmse for a regressor"
+    )
+    tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="how much of the primary metric a challenger may lose (rmse, mae: a share)",
+    )
     bias_threshold: float = Field(default=0.1, gt=0, le=1)
     bias_tolerance: float = Field(default=0.02, ge=0, le=1)
     holdout_fraction: float = Field(default=0.2, ge=0.05, le=0.5)

@@ -63,7 +63,7 @@ from loopml.retrain.models import (
     VersionMetrics,
 )
 from loopml.retrain.runs import RunStore
-from loopml.schema import FeatureSchema, encode_labels
+from loopml.schema import FeatureSchema, encode_targets
 from loopml.store import ObjectStore
 from loopml.training import TrainingParams, metadata_for, train, validation_split
 
@@ -242,9 +242,9 @@ class RetrainWorkflow:
     ) -> tuple[list[tuple[dict[str, Any], Any]], list[int]]:
         """The champion's own validation rows (features, label) and the indices of the rows it fitted on."""
         schema = meta.feature_schema
-        labels = encode_labels(columns[schema.target])
+        labels = encode_targets(columns[schema.target], schema)
         try:
-            fit, valid = validation_split(labels, TrainingParams.model_validate(meta.params))
+            fit, valid = validation_split(labels, TrainingParams.model_validate(meta.params), schema.regression)
         except ValueError:  # a class too small to stratify: no validation rows to reuse
             return [], list(range(len(labels)))
         rows = [({n: columns[n][i] for n in schema.names}, columns[schema.target][i]) for i in valid]
@@ -283,6 +283,7 @@ class RetrainWorkflow:
             golden=self.runs.read_snapshot(dataset.golden) if dataset.golden else None,
             golden_tolerance=run.golden_tolerance,
             log_loss_tolerance=run.log_loss_tolerance,
+            intervals=(new.get("interval"), old.get("interval")),
         )
         logger.info("challenger evaluated", extra=evaluation.model_dump(mode="json"))
         return evaluation
@@ -407,11 +408,11 @@ class RetrainWorkflow:
     def _online_accuracy(self, run: RunConfig, canary: Canary, now: datetime) -> OnlineAccuracy | None:
         rows = self.feedback(run.model, canary.started_at, max(now, canary.started_at + timedelta(seconds=1)))
 
-        def pipelines() -> tuple[FeatureSchema, Any, Any]:
+        def pipelines() -> tuple[FeatureSchema, Any, Any, float | None]:
             schema = self.registry.metadata(run.model, canary.champion_version).feature_schema
             new, _, _ = self.registry.load_bundle(run.model, canary.model_version)
             old, _, _ = self.registry.load_bundle(run.model, canary.champion_version)
-            return schema, new["pipeline"], old["pipeline"]
+            return schema, new["pipeline"], old["pipeline"], old.get("interval", {}).get("halfwidth")
 
         return online_accuracy(rows, run.canary_policy.min_labels, pipelines)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from loopml.data import read_table
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.schema import FeatureKind, FeatureSchema, encode_labels, is_missing
+from loopml.schema import FeatureKind, FeatureSchema, encode_targets, is_missing
 from loopml.starter.models import MAX_LISTED_PROBLEMS, Problem
 from loopml.training import check_trainable
 
@@ -71,15 +71,19 @@ def validate_columns(
             reason = _feature_problem(value, spec.kind)
             if reason:
                 result.add(Problem(problem=reason, row=i, column=spec.name, value=_shown(value)))
-    labels: list[str | int] = []
+    labels: list[Any] = []
     if schema.target in columns:
         known = {str(c) for c in schema.classes}
         for i, value in enumerate(columns[schema.target], start=1):
             if is_missing(value):
                 result.add(Problem(problem="missing label", row=i, column=schema.target))
                 continue
-            (label,) = encode_labels([value])
-            if str(label) not in known:
+            try:
+                (label,) = encode_targets([value], schema)
+            except InvalidInput:
+                result.add(Problem(problem="label is not a number", row=i, column=schema.target, value=_shown(value)))
+                continue
+            if not schema.regression and str(label) not in known:
                 result.add(
                     Problem(
                         problem=f"label is not one of the champion's classes {schema.classes}",

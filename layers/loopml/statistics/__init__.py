@@ -16,6 +16,8 @@ from loopml.statistics.engine import (
     evaluate_data_drift,
     evaluate_label_drift,
     evaluate_prediction_drift,
+    evaluate_target_drift,
+    evaluate_value_drift,
 )
 from loopml.statistics.performance import (
     MetricEstimate,
@@ -23,6 +25,7 @@ from loopml.statistics.performance import (
     PerformanceReport,
     PerformanceVerdict,
     evaluate_performance,
+    evaluate_regression_performance,
 )
 from loopml.statistics.profile import (
     CategoricalProfile,
@@ -68,5 +71,8 @@ __all__ = [
     "evaluate_label_drift",
     "evaluate_performance",
     "evaluate_prediction_drift",
+    "evaluate_regression_performance",
+    "evaluate_target_drift",
+    "evaluate_value_drift",
     "render_html",
 ]

@@ -138,8 +138,18 @@ class DataDriftReport(BaseModel):
 
 class PredictionDriftReport(BaseModel):
     verdict: DriftVerdict
-    predicted_class: FeatureDrift
+    predicted_class: FeatureDrift | None = None  # classification
     confidence: FeatureDrift | None = None
+    predicted_value: FeatureDrift | None = None  # regression
+
+    @property
+    def parts(self) -> list[FeatureDrift]:
+        return [p for p in (self.predicted_class, self.confidence, self.predicted_value) if p is not None]
+
+    @property
+    def headline(self) -> FeatureDrift | None:
+        """The part that scores the predictions themselves: the class mix, or the values' distribution."""
+        return self.predicted_class or self.predicted_value
 
 
 def _finite(value: float | None) -> float | None:
@@ -505,6 +515,30 @@ def evaluate_prediction_drift(
     else:
         verdict = DriftVerdict.drifted if any(p.drifted for p in parts) else DriftVerdict.no_drift
     return PredictionDriftReport(verdict=verdict, predicted_class=class_drift, confidence=conf_drift)
+
+
+def evaluate_value_drift(
+    profile: ReferenceProfile, values: np.ndarray, config: DriftConfig | None = None
+) -> PredictionDriftReport:
+    """Regression: the distribution of the predicted values against the training-time predictions."""
+    config = config or DriftConfig()
+    if profile.predicted_values is None:
+        raise InvalidInput("the reference profile has no predicted values (built without predictions)")
+    s = _Settings(config, "__prediction__")
+    drift = _numeric_drift("predicted_value", profile.predicted_values, np.asarray(values, float), profile.n_rows, s)
+    return PredictionDriftReport(verdict=drift.verdict, predicted_value=drift)
+
+
+def evaluate_target_drift(
+    profile: ReferenceProfile, values: np.ndarray, config: DriftConfig | None = None
+) -> FeatureDrift:
+    """Regression: the distribution of the labels received as feedback against the training target."""
+    config = config or DriftConfig()
+    if profile.target_values is None:
+        raise InvalidInput("the reference profile has no target distribution (built without labels)")
+    return _numeric_drift(
+        "label", profile.target_values, np.asarray(values, float), profile.n_rows, _Settings(config, "__label__")
+    )
 
 
 def evaluate_label_drift(

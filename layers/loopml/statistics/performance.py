@@ -230,3 +230,51 @@ def evaluate_performance(
         _judge(m, config.tolerance)
     verdict = PerformanceVerdict.regressed if any(m.regressed for m in metrics) else PerformanceVerdict.ok
     return PerformanceReport(verdict=verdict, n_labelled=n, confidence=config.confidence, metrics=metrics)
+
+
+def evaluate_regression_performance(
+    y_true: Sequence[float] | np.ndarray,
+    y_pred: Sequence[float] | np.ndarray,
+    intervals: np.ndarray | None = None,
+    reference_metrics: Mapping[str, float | None] | None = None,
+    config: PerformanceConfig | None = None,
+) -> PerformanceReport:
+    """RMSE and MAE (bootstrap intervals) and, given the served ``intervals`` (rows x [lower, upper]), the
+    share of labels inside them (Wilson), against the version's validation metrics of the same names."""
+    config = config or PerformanceConfig()
+    t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape:
+        raise InvalidInput(f"y_true has {len(t)} values but y_pred has {len(p)} predictions")
+    n = len(t)
+    if n < config.min_labels:
+        return PerformanceReport(
+            verdict=PerformanceVerdict.insufficient_data, n_labelled=n, confidence=config.confidence, metrics=[]
+        )
+    error = t - p
+
+    def rmse(i: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(error[i] ** 2)))
+
+    def mae(i: np.ndarray) -> float:
+        return float(np.mean(np.abs(error[i])))
+
+    every = np.arange(n)
+    metrics = []
+    for name, fn in (("rmse", rmse), ("mae", mae)):
+        lo, hi = _bootstrap(fn, n, config)
+        metrics.append(
+            MetricEstimate(name=name, value=fn(every), lower=lo, upper=hi, interval="bootstrap", higher_is_better=False)
+        )
+    if intervals is not None:
+        bounds = np.asarray(intervals, dtype=np.float64)
+        inside = int(((bounds[:, 0] <= t) & (t <= bounds[:, 1])).sum())
+        lo, hi = wilson_interval(inside, n, config.confidence)
+        metrics.append(
+            MetricEstimate(name="interval_coverage", value=inside / n, lower=lo, upper=hi, interval="wilson")
+        )
+    reference = {k: float(v) for k, v in (reference_metrics or {}).items() if isinstance(v, int | float)}
+    for m in metrics:
+        m.reference = reference.get(m.name)
+        _judge(m, config.tolerance)
+    verdict = PerformanceVerdict.regressed if any(m.regressed for m in metrics) else PerformanceVerdict.ok
+    return PerformanceReport(verdict=verdict, n_labelled=n, confidence=config.confidence, metrics=metrics)

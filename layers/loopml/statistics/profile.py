@@ -96,6 +96,8 @@ class ReferenceProfile(BaseModel):
     features: dict[str, FeatureProfile]
     predictions: PredictionProfile | None = None
     labels: CategoricalProfile | None = None
+    predicted_values: NumericProfile | None = None  # regression: the distribution of the predictions
+    target_values: NumericProfile | None = None  # regression: the distribution of the target
 
     def feature(self, name: str) -> NumericProfile | CategoricalProfile:
         try:
@@ -206,7 +208,8 @@ def build_profile(
     labels: Sequence[str | int] | None = None,
     grid_size: int = GRID_SIZE,
 ) -> ReferenceProfile:
-    """Profile training rows (object matrix in schema order), their predict_proba and their labels."""
+    """Profile training rows (object matrix in schema order), their predict_proba (for regression: their
+    predicted values) and their labels."""
     columns = columns_from_matrix(matrix, schema)
     return build_profile_from_columns(columns, schema, proba, labels, grid_size)
 
@@ -231,6 +234,22 @@ def build_profile_from_columns(
             features[spec.name] = profile_numeric(col, grid_size, spec.name)
         else:
             features[spec.name] = profile_categorical(col)
+    if schema.regression:  # ``proba`` holds the predicted values, ``labels`` the true ones
+        if proba is not None and len(proba) != n_rows:
+            raise InvalidInput(f"predictions has {len(proba)} values, expected {n_rows} (one per row)")
+        if labels is not None and len(labels) != n_rows:
+            raise InvalidInput(f"labels has {len(labels)} values, expected {n_rows} (one per row)")
+        return ReferenceProfile(
+            n_rows=n_rows,
+            grid_size=grid_size,
+            features=features,
+            predicted_values=None
+            if proba is None
+            else profile_numeric(np.asarray(proba, dtype=np.float64), grid_size, "prediction"),
+            target_values=None
+            if labels is None
+            else profile_numeric(np.asarray(labels, dtype=np.float64), grid_size, schema.target),
+        )
     predictions = None
     if proba is not None:
         p = np.asarray(proba, dtype=np.float64)

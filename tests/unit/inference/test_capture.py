@@ -82,6 +82,7 @@ def test_the_queued_dicts_are_the_record_models_field_for_field():
         prediction="yes",
         probabilities={"no": 0.25, "yes": 0.75},
         confidence=0.75,
+        interval=None,
         latency_ms=1.5,
         degraded=False,
         flags={"missing": []},

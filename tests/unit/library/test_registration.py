@@ -54,7 +54,9 @@ def user_pipeline(x: pd.DataFrame) -> Pipeline:
             ("cats", OneHotEncoder(handle_unknown="ignore"), categorical),
         ]
     )
-    return Pipeline([("features", features), ("classifier", GradientBoostingClassifier(n_estimators=25, random_state=0))])
+    return Pipeline(
+        [("features", features), ("classifier", GradientBoostingClassifier(n_estimators=25, random_state=0))]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +136,7 @@ def test_the_python_api_registers_into_a_folder(
 
     registry = ModelRegistry(FolderObjectStore(tmp_path / "registry"))
     bundle, stored, _ = registry.load_bundle("churn", registry.alias("churn", "champion").version)
+    assert bundle["pipeline"].estimator.named_steps["classifier"].n_estimators == 25
     assert stored.training_data.rows == len(y) and stored.training_data.uri.startswith("file://")
     assert stored.feature_schema.target == TARGET
 
@@ -177,7 +180,6 @@ def _text_into_numbers(x: pd.DataFrame, y: pd.Series) -> Any:
     [
         (_unfitted, r"is not fitted: call fit\(X, y\) before registering it"),
         (_not_an_estimator, r"not a scikit-learn estimator: got builtins\.dict"),
-        (_regressor, r"Pipeline\(fill=SimpleImputer, gbr=GradientBoostingRegressor\) is a regressor"),
         (_no_probabilities, r"has no predict_proba: .*probability=True"),
         (_other_columns, r"takes columns the data does not have: \['salary'\]"),
         (_other_classes, r"predicts classes \['bad', 'good'\] but the target 'default' has \['0', '1'\] besides"),
@@ -192,6 +194,26 @@ def test_refusals_name_their_cause(
     with pytest.raises(InvalidInput, match=needle) as caught:
         prepare(estimator, read_table(loan_csv, "loans.csv"), TARGET)
     assert "\n" not in str(caught.value)
+
+
+def test_a_regressor_of_a_text_target_is_refused(frame: tuple[pd.DataFrame, pd.Series], loan_csv: bytes) -> None:
+    x, y = frame
+    columns = read_table(loan_csv, "loans.csv")
+    columns = {"age": columns["age"], "income": columns["income"], "region": columns["region"]}
+    model = _regressor(x, y)
+    with pytest.raises(
+        InvalidInput, match=r"GradientBoostingRegressor\) is a regressor but the target 'region' is not"
+    ):
+        prepare(model, columns, "region")
+
+
+def test_a_classifier_of_a_continuous_target_is_refused(frame: tuple[pd.DataFrame, pd.Series]) -> None:
+    x, _ = frame
+    income = x["income"].fillna(0).round(-2)
+    model = Pipeline([("fill", SimpleImputer()), ("lr", LogisticRegression(max_iter=50))]).fit(x[["age"]], income)
+    columns = {"age": x["age"].tolist(), "income": income.tolist()}
+    with pytest.raises(InvalidInput, match=r"is a classifier but the target 'income' is continuous"):
+        prepare(model, columns, "income")
 
 
 def test_a_wrong_number_of_columns_is_refused_with_the_counts(loan_csv: bytes) -> None:

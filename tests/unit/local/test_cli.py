@@ -12,7 +12,7 @@ def test_generate_then_train_prints_metrics(tmp_path, capsys):
     assert main(["generate", "--rows", "600", "--out", str(data), "--seed", "3"]) == 0
     assert main(["train", "--data", str(data), "--target", "default", "--param", "regularization_c=0.5"]) == 0
     out = capsys.readouterr().out
-    assert "training default on" in out and "600 rows, 13 features" in out
+    assert "training default (classification, logistic_regression) on" in out and "600 rows, 13 features" in out
     assert "roc_auc" in out and "not registered" in out
 
 

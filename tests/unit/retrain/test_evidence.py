@@ -46,9 +46,9 @@ def test_discordant_pairs_count_each_sides_wins() -> None:
     rows = [row(i, float(x), int(x > 5)) for i, x in enumerate(range(10))]
     loads: list[int] = []
 
-    def pipelines() -> tuple[FeatureSchema, Any, Any]:
+    def pipelines() -> tuple[FeatureSchema, Any, Any, float | None]:
         loads.append(1)
-        return SCHEMA, Threshold(5), Threshold(7)
+        return SCHEMA, Threshold(5), Threshold(7), None
 
     found = online_accuracy(rows, 5, pipelines)
     assert found is not None
@@ -57,7 +57,7 @@ def test_discordant_pairs_count_each_sides_wins() -> None:
 
 
 def test_too_few_labels_load_no_model() -> None:
-    def never() -> tuple[FeatureSchema, Any, Any]:
+    def never() -> tuple[FeatureSchema, Any, Any, float | None]:
         raise AssertionError("models loaded for too few labels")
 
     assert online_accuracy([], 5, never) is None

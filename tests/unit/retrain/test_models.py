@@ -22,7 +22,12 @@ def test_sample_inputs_are_valid(path: Path) -> None:
 
 def test_defaults() -> None:
     run = RunConfig.from_input({"model": "default", "reason": "weekly"}, "r", NOW)
-    assert (run.canary_percent, run.bake_seconds, run.approval, run.primary_metric) == (10, 300, False, "roc_auc")
+    assert (run.canary_percent, run.bake_seconds, run.approval, run.primary_metric) == (
+        10,
+        300,
+        False,
+        None,
+    )  # the gate picks the task's
     assert run.approval_timeout_seconds == 86400
 
 
