@@ -45,7 +45,7 @@ def _accepted(body: Any) -> Response[str]:
 @app.post("/feedback")
 def post_feedback(body: FeedbackRequest) -> Response[str]:
     loc = ("body", "items") if body.items is not None else ("body",)
-    return _accepted(parts.service.submit(body.all_items(), loc=loc, caller=caller_of(app)))
+    return _accepted(parts.service.submit(body.all_items(), loc=loc, caller=caller_of(app), lane=lane_model(app)))
 
 
 @app.get("/review")
@@ -56,7 +56,7 @@ def get_review(limit: Annotated[int, Query(ge=1, le=MAX_REVIEW_PAGE)] = 20) -> R
 @app.post("/review/<prediction_id>")
 def post_review(prediction_id: str, body: ReviewLabelRequest) -> Response[str]:
     prediction_id = path_param(app, "prediction_id")
-    return _accepted(parts.service.review_label(prediction_id, body.label, body.comment))
+    return _accepted(parts.service.review_label(prediction_id, body.label, body.comment, lane_model(app)))
 
 
 @app.delete("/subjects/<subject_id>")

@@ -37,6 +37,7 @@ LIVE_PERFORMANCE = {
     "ece": "LiveEce",
     "rmse": "LiveRmse",
     "mae": "LiveMae",
+    "interval_coverage": "LiveIntervalCoverage",
 }
 LOWER_BOUND = "Lower"  # suffix of a live metric's lower confidence bound
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from loopml_dev.bench.common import moto_server
+from loopml_dev.local import unshipped
 from loopml_dev.local.context import StubContext
-from loopml_dev.local.worker import NOT_SHIPPED
 
 REPO = Path(__file__).resolve().parents[2]  # loopml_dev/bench/x.py -> the repository
 EVENT = REPO / "events" / "inference" / "predict_single.json"
@@ -140,7 +140,11 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
 
 
 # Both children see what a Lambda sees: no pandas (the dev venv has it; scikit-learn would import it).
-AS_IN_LAMBDA = "".join(f"import sys; sys.modules[{name!r}] = None\n" for name in NOT_SHIPPED)
+AS_IN_LAMBDA = f"""
+import importlib.util
+_spec = importlib.util.spec_from_file_location("_unshipped", {str(Path(unshipped.__file__))!r})
+_hidden = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_hidden); _hidden.hide()
+"""
 COLD_CHILD = (
     AS_IN_LAMBDA
     + """

@@ -37,11 +37,7 @@ def _sibling(name: str) -> ModuleType:
 
 
 frames = _sibling("frames")
-
-# In the dev venv (users register DataFrame-fitted pipelines from it) but not in the dependency layer
-# (layers/build.py): blocked here, so a function that would need it fails locally as it would in Lambda.
-# scikit-learn imports pandas at start when it can (+250 ms of every cold start); it copes without.
-NOT_SHIPPED = ("pandas",)
+unshipped = _sibling("unshipped")
 
 
 class LambdaContext:
@@ -102,8 +98,7 @@ def main() -> None:
     excluded = set(json.loads(sys.argv[6]))
     sys.path[:] = [code_dir, *layer_dirs] + [p for p in sys.path if os.path.realpath(p) not in excluded]
     os.chdir(code_dir)
-    for name in NOT_SHIPPED:
-        sys.modules[name] = None  # type: ignore[assignment]  # `import pandas` raises ImportError
+    unshipped.hide()  # what the venv has and the layers do not ship (pandas) cannot be imported
     _enforce_grants()
 
     started = time.perf_counter()

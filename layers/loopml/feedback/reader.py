@@ -78,8 +78,8 @@ def read_captured(
                         parse_time(fb["received_at"]).isoformat(),
                         str(fb["feedback_id"]),
                     )
-                    if not isinstance(label, str | int):
-                        raise TypeError("label")
+                    if isinstance(label, bool) or not isinstance(label, str | int | float) or label != label:
+                        raise TypeError("label")  # a class, or a regression target (NaN never is)
                 except (KeyError, TypeError, ValueError):
                     skipped += 1
                     continue

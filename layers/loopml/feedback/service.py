@@ -55,9 +55,15 @@ class FeedbackService:
         self.clock = clock
 
     def submit(
-        self, items: list[FeedbackItem], *, loc: tuple[str | int, ...] = ("body",), caller: str | None = None
+        self,
+        items: list[FeedbackItem],
+        *,
+        loc: tuple[str | int, ...] = ("body",),
+        caller: str | None = None,
+        lane: str | None = None,
     ) -> FeedbackResponse:
-        """All or nothing: every item is checked before any is queued."""
+        """All or nothing: every item is checked before any is queued. ``lane``: the model of the route
+        (``/models/<model>/feedback``); a label for another model's prediction is refused."""
         now = self.clock()
         known = self.index.get_many(i.prediction_id for i in items)
         errors: list[dict[str, Any]] = []
@@ -74,10 +80,19 @@ class FeedbackService:
                 if not now - self.pending_window <= issued <= now + timedelta(seconds=60):
                     missing.append(item.prediction_id)
                     continue
-                status, model, version = "pending", self.model, None
+                status, model, version = "pending", lane or self.model, None
             else:
                 status = "ignored" if entry.opted_out or entry.erased else "accepted"
                 model, version = entry.model, entry.model_version
+                if lane is not None and model != lane:
+                    errors.append(
+                        {
+                            "loc": [*where, "prediction_id"],
+                            "msg": f"made by model {model!r}, not {lane!r}: post it to /models/{model}/feedback",
+                            "type": "value_error",
+                        }
+                    )
+                    continue
             label = self._label(item.label, model, version, (*where, "label"), errors)
             feedback_id = uuid.uuid4().hex
             receipts.append(FeedbackReceipt(feedback_id=feedback_id, prediction_id=item.prediction_id, status=status))
@@ -100,9 +115,7 @@ class FeedbackService:
         if missing:
             raise NotFound(f"unknown prediction_id: {', '.join(missing)}")
         if errors:
-            raise InvalidInput(
-                "label is not one of the model's classes, or not a number for a regression model", errors
-            )
+            raise InvalidInput("labels that do not fit the model that made the prediction", errors)
         if records and self.send(pack_messages(records)):
             raise TransientError("the feedback queue did not accept the labels; retry")
         return FeedbackResponse(accepted=len(records), items=receipts)
@@ -136,7 +149,9 @@ class FeedbackService:
         pending = sorted(items, key=lambda i: (-i.uncertainty, i.timestamp, i.prediction_id))
         return ReviewPage(items=pending[:limit], pending=len(pending))
 
-    def review_label(self, prediction_id: str, label: str | int | float, comment: str | None) -> FeedbackResponse:
+    def review_label(
+        self, prediction_id: str, label: str | int | float, comment: str | None, lane: str | None = None
+    ) -> FeedbackResponse:
         """A reviewer's label: wins over user labels in the dataset, and closes the review item."""
         try:
             layout.prediction_time(prediction_id)
@@ -146,9 +161,11 @@ class FeedbackService:
                 [{"loc": ["path", "prediction_id"], "msg": "not a prediction id", "type": "value_error"}],
             ) from None
         item = FeedbackItem(prediction_id=prediction_id, label=label, source="reviewer", comment=comment)
-        response = self.submit([item], loc=("body",))
+        response = self.submit([item], loc=("body",), lane=lane)
         entry = self.index.get_many([prediction_id]).get(prediction_id)
-        classes = self.classes_of(entry.model, entry.model_version) if entry else self.classes_of(self.model, None)
+        classes = (
+            self.classes_of(entry.model, entry.model_version) if entry else self.classes_of(lane or self.model, None)
+        )
         canonical = _match(label, classes)
         self.review.mark_reviewed(prediction_id, label if canonical is None else canonical)
         return response
