@@ -178,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: our figure next to a baseline measured in the same run")
     bench.add_argument("what", choices=["inference", "feedback", "drift", "all"])
     bench.add_argument("--evidently-python", default=None, help="python of a venv with evidently (drift baseline)")
+    bench.add_argument("--report", type=Path, default=Path("build/bench.json"), help="where every figure is written")
     bench.set_defaults(run=_bench)
     return parser
 
@@ -533,7 +534,9 @@ def _models_show(args: argparse.Namespace) -> int:
     print(f"  parent       {'v' + str(meta.parent_version) if meta.parent_version else '-'}")
     data = meta.training_data
     print(f"  trained on   {data.uri} ({data.rows} rows, sha256 {data.sha256[:12]}…)")
-    print(f"  model        {meta.params.get('model_type', '?')}; explainer {meta.explainer}")
+    estimator = f" {meta.params['estimator']}" if meta.params.get("estimator") else ""
+    task = meta.feature_schema.task
+    print(f"  model        {meta.params.get('model_type', '?')}{estimator} ({task}); explainer {meta.explainer}")
     print(f"  validation   {_metrics_text(meta.metrics)}")
     schema = meta.feature_schema
     print(f"  features     {len(schema.features)} ({', '.join(schema.names)}); target {schema.target} {schema.classes}")
@@ -793,23 +796,29 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    """Every figure, with the baseline measured beside it, also goes to ``--report`` (build/bench.json)."""
     started = time.perf_counter()
+    python = args.evidently_python
+    if python and not Path(python).exists():
+        raise UsageError(f"--evidently-python {python}: no such file")
+    figures: dict[str, Any] = {}
     if args.what in ("inference", "all"):
         from loopml_dev.bench import inference
 
-        inference.run()
+        figures["inference"] = inference.run()
     if args.what in ("feedback", "all"):
         from loopml_dev.bench import feedback
 
-        feedback.run()
+        figures["feedback"] = feedback.run()
     if args.what in ("drift", "all"):
         from loopml_dev.bench import drift
 
-        python = args.evidently_python
-        if python and not Path(python).exists():
-            raise UsageError(f"--evidently-python {python}: no such file")
-        drift.run(python)
-    print(f"\nbenchmarks done in {time.perf_counter() - started:.1f}s")
+        figures["drift"] = drift.run(python)
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.report.read_text()) if args.report.is_file() and args.what != "all" else {}
+    args.report.write_text(json.dumps({**previous, **figures}, indent=1, default=str) + "\n")
+    print(f"\nbenchmarks done in {figures['seconds']:.1f}s; figures in {args.report}")
     return 0
 
 

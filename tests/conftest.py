@@ -101,16 +101,10 @@ RAW_S3_EVENT = {
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Two workers share the suite (``-n 2``) one module at a time, so module fixtures start once. The CDK
-    tests share one synthesis and one layer build, and the README's tests share the default ports and
-    state dir that `make up` uses: each of those runs whole on one worker."""
+    """Two workers share the suite (``-n 2``) one module at a time, so module fixtures start once (and the
+    README's tests, the only ones on `make up`'s default ports and state dir, run one after another). The
+    CDK tests share one synthesis and one layer build: they run whole on one worker."""
     tests = ROOT / "tests"
     for item in items:
         parts = item.path.relative_to(tests).parts
-        if parts[0] == "infra":
-            group = "infra"
-        elif parts[:2] == ("e2e", "readme"):
-            group = "e2e/readme"
-        else:
-            group = "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group("infra" if parts[0] == "infra" else "/".join(parts)))

@@ -5,7 +5,9 @@ in the same run, and the ratio is what we track:
 
 - warm in-handler latency (the Lambda handler called in-process with a real API Gateway event, capture
   flushed after the response as the post-invoke extension does) vs ``pipeline.predict_proba`` on the
-  same rows, for one row and for a batch;
+  same rows, for one row and for a batch: for loopml's recipe, and for a registered user model (a
+  DataFrame ``Pipeline`` around ``GradientBoostingClassifier``), whose baseline is the user's own call,
+  ``model.predict_proba`` on a DataFrame of the same rows (its call on an array is shown too);
 - cold start: a fresh process that imports the handler, loads the model from S3 (moto server) and
   answers one request, vs a fresh process running ``import sklearn, boto3``.
 """
@@ -52,8 +54,9 @@ def _time(fn: Callable[[], Any], calls: int, after: Callable[[], None] | None = 
     return samples
 
 
-def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
-    """Train and register a model in the moto server; return the function's environment."""
+def _prepare(endpoint: str, cache: Path) -> tuple[dict[str, str], Any]:
+    """Train a recipe and register it and a user's pipeline in the moto server; return the function's
+    environment and the user's fitted pipeline."""
     import boto3
 
     from loopml.adapters.s3 import S3ObjectStore
@@ -78,6 +81,7 @@ def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
         actor="bench",
     )
     registry.set_alias("default", "champion", 1, actor="bench", reason="bench")
+    user_model = _register_user_model(S3ObjectStore(s3, BUCKET), columns)
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -91,14 +95,74 @@ def _prepare(endpoint: str, cache: Path) -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "inference",
         "POWERTOOLS_METRICS_NAMESPACE": "loopml",
         "LOOPML_LOCAL_RUNTIME": "1",
-    }
+    }, user_model
 
 
-def _warm(env: dict[str, str]) -> dict[str, Any]:
+USER_MODEL = "user"
+
+
+def user_pipeline(columns: dict[str, list[Any]]) -> Any:
+    """What a notebook has: read_csv's DataFrame, columns picked by name, its own step names."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from loopml.data import write_csv
+    from loopml_dev import datasets
+
+    frame = pd.read_csv(io.BytesIO(write_csv(columns)))
+    x, y = frame.drop(columns=[datasets.TARGET]), frame[datasets.TARGET]
+    features = ColumnTransformer(
+        [
+            ("numbers", SimpleImputer(strategy="median"), x.select_dtypes(include="number").columns.tolist()),
+            ("text", OneHotEncoder(handle_unknown="ignore"), x.select_dtypes(exclude="number").columns.tolist()),
+        ]
+    )
+    return Pipeline([("features", features), ("gbm", GradientBoostingClassifier(random_state=0))]).fit(x, y)
+
+
+def _register_user_model(store: Any, columns: dict[str, list[Any]]) -> Any:
+    from loopml.data import write_csv
+    from loopml.registration import prepare, publish
+    from loopml.registry import ModelRegistry
+    from loopml_dev import datasets
+
+    model = user_pipeline(columns)
+    trained = prepare(model, columns, datasets.TARGET)
+    meta = publish(store, trained, USER_MODEL, write_csv(columns), "loans.csv", "bench")
+    ModelRegistry(store).set_alias(USER_MODEL, "champion", meta.version, actor="bench", reason="bench")
+    return model
+
+
+def _frame_call(matrix: Any, predictor: Any, estimator: Any) -> Callable[[], Any]:
+    """``model.predict_proba(frame)`` on the same rows, as the user calls it (the frame built once)."""
+    import pandas as pd
+
+    from loopml.schema import FeatureKind
+
+    schema = predictor.metadata.feature_schema
+    frame = pd.DataFrame(predictor.pipeline.values(matrix), columns=schema.names)
+    for spec in schema.features:
+        if spec.kind is FeatureKind.numeric:
+            frame[spec.name] = frame[spec.name].astype(float)
+
+    def call() -> Any:
+        return estimator.predict_proba(frame)
+
+    return call
+
+
+def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = None) -> dict[str, Any]:
+    """``user_estimator``: the user's own pipeline, whose DataFrame call is the baseline of a user model."""
     import importlib.util
 
-    os.environ.update(env)
-    spec = importlib.util.spec_from_file_location("loopml_bench_inference", REPO / "functions/inference/app.py")
+    os.environ.update({**env, "MODEL_NAME": model})
+    spec = importlib.util.spec_from_file_location(
+        f"loopml_bench_inference_{model}", REPO / "functions/inference/app.py"
+    )
     assert spec
     assert spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -123,9 +187,11 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
             def ours_call(e: dict[str, Any] = event) -> Any:
                 return module.handler(e, ctx)
 
-            def bare_call(m: Any = rows_matrix) -> Any:
+            def array_call(m: Any = rows_matrix) -> Any:
                 return pipeline.predict_proba(m)
 
+            # a user model's baseline is the user's own call on a DataFrame; the array call is shown beside it
+            bare_call = _frame_call(rows_matrix, predictor, user_estimator) if model == USER_MODEL else array_call
             _time(ours_call, 100, run_post_invoke)  # warm up
             _time(bare_call, 100)
             ours = _time(ours_call, calls, run_post_invoke)
@@ -133,6 +199,8 @@ def _warm(env: dict[str, str]) -> dict[str, Any]:
             sink.seek(0)
             sink.truncate()
             results[label] = {"handler_us": _percentiles(ours), "bare_us": _percentiles(bare)}
+            if model == USER_MODEL:
+                results[label]["bare_array_us"] = _percentiles(_time(array_call, calls))
     status = module.handler(single, ctx)["statusCode"]
     if status != 200:
         raise RuntimeError(f"benchmark request failed with HTTP {status}")
@@ -196,18 +264,29 @@ def _cold(env: dict[str, str], cache: Path, runs: int = 5) -> dict[str, float]:
 def run() -> dict[str, Any]:
     print("\n== inference: handler vs bare predict_proba (warm), cold start vs import floor ==")
     with tempfile.TemporaryDirectory() as tmp, moto_server() as endpoint:
-        env = _prepare(endpoint, Path(tmp) / "warm")
+        env, user_estimator = _prepare(endpoint, Path(tmp) / "warm")
         cold = _cold(env, Path(tmp))
         warm = _warm(env)
-    print(f"{'case':<12}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}")
-    for label, r in warm.items():
-        (h50, h99), (b50, b99) = r["handler_us"], r["bare_us"]
-        print(
-            f"{label:<12}{h50:>11.0f} µs{b50:>8.0f} µs{h50 / b50:>7.2f}x{h99:>11.0f} µs{b99:>8.0f} µs{h99 / b99:>7.2f}x"
-        )
+        user = _warm(env, USER_MODEL, user_estimator)
+    header = (
+        f"{'case':<18}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}"
+    )
+    print(header)
+    for prefix, results in (("recipe", warm), ("user", user)):
+        for label, r in results.items():
+            (h50, h99), (b50, b99) = r["handler_us"], r["bare_us"]
+            print(
+                f"{prefix + ' ' + label:<18}{h50:>11.0f} µs{b50:>8.0f} µs{h50 / b50:>7.2f}x"
+                f"{h99:>11.0f} µs{b99:>8.0f} µs{h99 / b99:>7.2f}x"
+            )
+            if "bare_array_us" in r:
+                a50 = r["bare_array_us"][0]
+                print(
+                    f"{'':<18}  (user model, bare on an array instead of a DataFrame: {a50:.0f} µs, {h50 / a50:.2f}x)"
+                )
     ratio = cold["handler_s"] / cold["floor_s"]
     print(
         f"cold start (process start -> first response): {cold['handler_s']:.2f} s; "
         f"floor `import sklearn, boto3`: {cold['floor_s']:.2f} s; ratio {ratio:.2f}x"
     )
-    return {"warm": warm, "cold": cold}
+    return {"warm": warm, "user_model": user, "cold": cold}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import CliStack, port_is_free
+from tests.e2e.conftest import CliStack, port_is_free, wait_for
 
 pytestmark = pytest.mark.e2e
 API = "http://127.0.0.1:3000"  # the README's address: `make up` serves on its defaults
@@ -193,6 +193,71 @@ def test_the_terminal_shows_one_line_per_request_and_loopml_logs_the_rest(up: Cl
     assert "START RequestId:" in shown and "REPORT RequestId:" in shown and "Billed Duration" in shown
     drift = loopml("logs", "drift", "--metrics", "--since", "1h")
     assert "METRIC" in drift and "DriftRows=" in drift
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _no_retraining_in_flight() -> None:
+    """A retraining started by an earlier README block (an upload) bakes its canary for minutes: stopped here,
+    as a user stops it in the console, and cleaned up by the stack before a new champion is served."""
+    import boto3
+
+    aws = {"endpoint_url": "http://127.0.0.1:4566", "region_name": "us-east-1", "aws_access_key_id": "local",
+           "aws_secret_access_key": "local"}  # fmt: skip
+    sfn, lam = boto3.client("stepfunctions", **aws), boto3.client("lambda", **aws)
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        for run in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")[
+            "executions"
+        ]:
+            sfn.stop_execution(executionArn=run["executionArn"], cause="README test: a new champion is registered")
+    inference = next(
+        f["FunctionName"] for f in lam.list_functions()["Functions"] if f["FunctionName"].endswith("-inference")
+    )
+
+    def clean() -> bool:
+        return (
+            not lam.get_alias(FunctionName=inference, Name="live")
+            .get("RoutingConfig", {})
+            .get("AdditionalVersionWeights")
+        )
+
+    wait_for(clean, 60, "the stopped run's canary weight removed")
+
+
+def test_bring_your_own_model_runs_as_printed(up: CliStack) -> None:
+    """The README's notebook model: fitted, registered into `make up` as the champion, served; then the
+    recipe is served again (`loopml rollback default`, as the README says) for the tests after this one."""
+    (block,) = re.findall(r"```sh\n(.*?)```", readme_section("Bring your own model"), flags=re.S)
+    _no_retraining_in_flight()
+    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + block], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert "registering default: Pipeline(features=ColumnTransformer, gbm=GradientBoostingClassifier)" in done.stdout
+    served = re.search(r"default now serves v(\d+) \(was v(\d+)\)", done.stdout)
+    assert served, done.stdout
+    new, old = served.groups()
+    try:
+        for command in readme_curls():
+            if "/predict" not in command:
+                continue
+            status, body = curl(command, up.api)
+            assert status == 200, (command, body)
+            answer = json.loads(body)
+            assert answer["model_version"] == int(new)
+            assert all(0.5 <= p["confidence"] <= 1 for p in answer["predictions"]), answer
+            if "explain=true" in command:  # occlusion, on the user's features
+                sent = json.loads(shlex.split(command)[-1])["instance"]
+                assert set(answer["predictions"][0]["explanation"]) == set(sent)
+        shown = loopml("models", "show", "default", "--version", new)
+        assert "user_estimator" in shown and "GradientBoostingClassifier" in shown, shown
+    finally:
+        rolled = loopml("rollback", "default")
+        assert f"default rolled back to v{old} (was v{new})" in rolled, rolled
 
 
 def test_ctrl_c_saves_state_and_the_next_make_up_serves_the_readme_again(up: CliStack) -> None:
