@@ -32,6 +32,7 @@ from loopml.statistics import (
     PerformanceVerdict,
     PredictionDriftReport,
     ReferenceProfile,
+    RegressionBiasReport,
     columns_from_matrix,
     evaluate_bias,
     evaluate_data_drift,
@@ -39,6 +40,7 @@ from loopml.statistics import (
     evaluate_label_drift,
     evaluate_performance,
     evaluate_prediction_drift,
+    evaluate_regression_bias,
     evaluate_regression_performance,
     evaluate_target_drift,
     evaluate_value_drift,
@@ -60,6 +62,12 @@ class WindowEvaluation:
     bias: BiasReport | None
     bias_labelled: BiasReport | None
     notes: list[str] = field(default_factory=list)
+    regression_bias: RegressionBiasReport | None = None
+
+    @property
+    def bias_flagged(self) -> bool | None:
+        reports = [r for r in (self.bias, self.bias_labelled, self.regression_bias) if r is not None]
+        return any(r.flagged for r in reports) if reports else None
 
 
 def reference_profile(meta: ModelMetadata) -> ReferenceProfile:
@@ -247,8 +255,20 @@ def _regression_window(
         reference_metrics={k: v for k, v in meta.metrics.items() if k in ("rmse", "mae", "interval_coverage")},
         config=config.performance,
     )
-    if meta.feature_schema.sensitive_names:
-        notes.append("regression: the bias audit compares a positive class's rates, which a value does not have")
+    regression_bias = None
+    sensitive = meta.feature_schema.sensitive_names
+    if sensitive and len(values) == len(rows) and rows:
+        columns, _ = feature_columns(rows, meta.feature_schema)
+        labels_by_id = {row.prediction_id: float(row.label) for row in labelled}  # type: ignore[arg-type]
+        regression_bias = evaluate_regression_bias(
+            {name: columns[name] for name in sensitive},
+            values,
+            threshold=config.bias.regression_threshold,
+            min_group_size=config.bias.min_group_size,
+            y_true=[labels_by_id.get(row.prediction_id) for row in rows],
+        )
+    elif not sensitive:
+        notes.append("the schema marks no feature as sensitive: no bias audit")
     return WindowEvaluation(
         n_rows=len(rows),
         n_labelled=len(labelled),
@@ -260,6 +280,7 @@ def _regression_window(
         bias=None,
         bias_labelled=None,
         notes=notes,
+        regression_bias=regression_bias,
     )
 
 
@@ -301,6 +322,13 @@ def alerts(result: WindowEvaluation) -> dict[str, list[str]]:
         out["label_drift"] = [f"label drift: {ld.method.value if ld.method else ''} {_num(ld.score)}"]
     if result.quality.flagged:
         out["quality"] = [f"data quality: {q.name}: {'; '.join(q.issues)}" for q in result.quality.features if q.issues]
+    if result.regression_bias is not None and result.regression_bias.flagged:
+        out.setdefault("bias", []).extend(
+            f"bias: {a.attribute} mean prediction difference {_pct(a.mean_prediction_difference)}, "
+            f"error difference {_pct(a.error_difference)} (threshold {_pct(result.regression_bias.threshold)})"
+            for a in result.regression_bias.attributes
+            if a.prediction_flagged or a.error_flagged
+        )
     for report in (result.bias, result.bias_labelled):
         if report is not None and report.flagged:
             out.setdefault("bias", []).extend(

@@ -28,6 +28,7 @@ from loopml.statistics import (
     PerformanceVerdict,
     PredictionDriftReport,
     QualityConfig,
+    RegressionBiasReport,
 )
 from loopml.times import utc
 
@@ -81,6 +82,9 @@ class BiasPolicy(BaseModel, extra="forbid"):
     min_group_size: int = Field(default=30, ge=1)
     parity_threshold: float = Field(default=0.1, gt=0, le=1)
     opportunity_threshold: float = Field(default=0.1, gt=0, le=1)
+    regression_threshold: float = Field(
+        default=0.1, gt=0, le=10, description="regression: largest group gap in mean prediction or error, as a share"
+    )
 
 
 class MonitoringConfig(BaseModel, extra="forbid"):
@@ -196,6 +200,9 @@ class DriftRunReport(BaseModel):
     quality: DataQualityReport
     bias: BiasReport | None = Field(default=None, description="selection rates over every row in the window")
     bias_labelled: BiasReport | None = Field(default=None, description="with labels: TPR and accuracy per group")
+    regression_bias: RegressionBiasReport | None = Field(
+        default=None, description="regression: mean prediction and error per group"
+    )
     notes: list[str] = Field(default_factory=list)
 
 

@@ -117,6 +117,26 @@ def _details(report: DriftRunReport) -> str:
         out.append(f"<ul>{diffs}</ul>")
         out.append(_table(["attribute", "group", "n", "selection rate", "TPR", "accuracy"], rows))
         out.append("</section>")
+    rb = report.regression_bias
+    if rb is not None:
+        rows = [
+            [escape(a.attribute), escape(g.group), str(g.n), _fmt(g.mean_prediction), _fmt(g.mean_absolute_error)]
+            for a in rb.attributes
+            for g in a.groups
+        ]
+        diffs = "".join(
+            f"<li>{escape(a.attribute)}: mean prediction difference {_fmt(a.mean_prediction_difference)}"
+            f"{' (flagged)' if a.prediction_flagged else ''}, error difference {_fmt(a.error_difference)}"
+            f"{' (flagged)' if a.error_flagged else ''}"
+            f"{' (too few rows per group)' if a.insufficient_data else ''}</li>"
+            for a in rb.attributes
+        )
+        out.append(
+            f"<section class='bias'><h2>Bias (regression): differences as shares, threshold {_fmt(rb.threshold)}</h2>"
+        )
+        out.append(f"<ul>{diffs}</ul>")
+        out.append(_table(["attribute", "group", "n", "mean prediction", "mean absolute error"], rows))
+        out.append("</section>")
     if report.notes:
         out.append("<section id='notes'><h2>Notes</h2><ul>")
         out.extend(f"<li>{escape(n)}</li>" for n in report.notes)

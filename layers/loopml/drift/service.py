@@ -125,7 +125,7 @@ class DriftMonitor:
             live_metrics=evaluation.live_metrics(result.performance),
             regressed_metrics=[m.name for m in result.performance.metrics if m.regressed],
             quality_flagged=result.quality.flagged,
-            bias_flagged=None if result.bias is None else result.bias.flagged,
+            bias_flagged=result.bias_flagged,
             alerts=[alert for kind in found.values() for alert in kind],
             trigger=decision,
             report_key=keys.drift_report_key(model, version, run_id),
@@ -141,6 +141,7 @@ class DriftMonitor:
             quality=result.quality,
             bias=result.bias,
             bias_labelled=result.bias_labelled,
+            regression_bias=result.regression_bias,
             notes=result.notes,
         )
         history = self._reports.history(model, version, config.history_points)

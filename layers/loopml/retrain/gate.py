@@ -14,7 +14,8 @@ line should not freeze its own replacement. Groups too small to compare are repo
 block (see ``loopml.statistics.bias``).
 
 Regression: the primary metric is RMSE by default, and a tolerance on RMSE or MAE is a share of the
-champion's (they are in the target's units); there is no log-loss check and no rate-based bias audit.
+champion's (they are in the target's units); there is no log-loss check, and the bias gaps are the groups'
+differences in mean prediction and in mean absolute error, as shares (``evaluate_regression_bias``).
 """
 
 from __future__ import annotations
@@ -33,23 +34,31 @@ from loopml.retrain.models import (
     PrimaryMetric,
 )
 from loopml.schema import FeatureSchema, encode_targets, to_matrix
-from loopml.statistics.bias import BiasConfig, BiasReport, evaluate_bias
+from loopml.statistics.bias import BiasConfig, BiasReport, evaluate_bias, evaluate_regression_bias
 from loopml.training import evaluate
 
 
 def _bias(
     pipeline: Any,
     matrix: Any,
-    labels: Sequence[str | int],
+    labels: Sequence[Any],
     holdout: Mapping[str, Sequence[Any]],
     schema: FeatureSchema,
     threshold: float,
 ) -> BiasSummary:
-    if not schema.sensitive_names or schema.regression:  # the audit compares a positive class's rates
+    if not schema.sensitive_names:
         return BiasSummary(flagged=False, insufficient_data=False)
+    groups = {name: list(holdout[name]) for name in schema.sensitive_names}
+    if schema.regression:  # the gaps in mean prediction and in error, as shares, in the same two slots
+        found = evaluate_regression_bias(groups, pipeline.predict(matrix), threshold, y_true=list(labels))
+        return BiasSummary(
+            flagged=found.flagged,
+            insufficient_data=all(a.insufficient_data for a in found.attributes),
+            parity_difference={a.attribute: a.mean_prediction_difference for a in found.attributes},
+            opportunity_difference={a.attribute: a.error_difference for a in found.attributes},
+        )
     config = BiasConfig(positive_class=schema.classes[-1], parity_threshold=threshold, opportunity_threshold=threshold)
     predicted = list(pipeline.predict(matrix))
-    groups = {name: list(holdout[name]) for name in schema.sensitive_names}
     report: BiasReport = evaluate_bias(groups, predicted, config, y_true=list(labels))
     return BiasSummary(
         flagged=report.flagged,
@@ -57,6 +66,9 @@ def _bias(
         parity_difference={a.attribute: a.demographic_parity_difference for a in report.attributes},
         opportunity_difference={a.attribute: a.equal_opportunity_difference for a in report.attributes},
     )
+
+
+_REGRESSION_GAPS = {"parity_difference": "mean prediction difference", "opportunity_difference": "error difference"}
 
 
 def _scores(
@@ -161,8 +173,9 @@ def gate(
         for attribute, gap in new_gaps.items():
             baseline = old_gaps.get(attribute)
             if gap is not None and gap > bias_threshold and (baseline is None or gap > baseline + bias_tolerance):
+                what = _REGRESSION_GAPS[kind] if schema.regression else kind.replace("_", " ")
                 reasons.append(
-                    f"{attribute}: {kind.replace('_', ' ')} {gap:.3f} above {bias_threshold} "
+                    f"{attribute}: {what} {gap:.3f} above {bias_threshold} "
                     f"(champion {'n/a' if baseline is None else f'{baseline:.3f}'})"
                 )
     return Evaluation(

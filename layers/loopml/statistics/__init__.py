@@ -3,7 +3,15 @@
 Importing this package pulls numpy and pydantic only; scipy is imported when a p-value is first needed.
 """
 
-from loopml.statistics.bias import AttributeBias, BiasConfig, BiasReport, GroupMetrics, evaluate_bias
+from loopml.statistics.bias import (
+    AttributeBias,
+    BiasConfig,
+    BiasReport,
+    GroupMetrics,
+    RegressionBiasReport,
+    evaluate_bias,
+    evaluate_regression_bias,
+)
 from loopml.statistics.engine import (
     DataDriftReport,
     DriftConfig,
@@ -62,6 +70,7 @@ __all__ = [
     "PsiLevel",
     "QualityConfig",
     "ReferenceProfile",
+    "RegressionBiasReport",
     "build_profile",
     "build_profile_from_columns",
     "columns_from_matrix",
@@ -71,6 +80,7 @@ __all__ = [
     "evaluate_label_drift",
     "evaluate_performance",
     "evaluate_prediction_drift",
+    "evaluate_regression_bias",
     "evaluate_regression_performance",
     "evaluate_target_drift",
     "evaluate_value_drift",

@@ -3,6 +3,9 @@
 Demographic parity difference = max - min selection rate across groups; equal opportunity difference =
 max - min true positive rate. Groups smaller than ``min_group_size`` are listed but left out of both
 differences: a gap between a group of 5 and one of 5,000 is noise, not evidence.
+
+Regression (``evaluate_regression_bias``): per group, the mean prediction and the mean absolute error;
+their differences across groups are shares (of the mean prediction, of the overall error).
 """
 
 from __future__ import annotations
@@ -113,3 +116,94 @@ def evaluate_bias(
         attributes.append(result)
     flagged = any(a.parity_flagged or a.opportunity_flagged for a in attributes)
     return BiasReport(positive_class=positive, flagged=flagged, attributes=attributes)
+
+
+class RegressionGroup(BaseModel):
+    group: str
+    n: int
+    sufficient: bool
+    mean_prediction: float
+    n_labelled: int = 0
+    mean_absolute_error: float | None = None
+
+
+class RegressionAttributeBias(BaseModel):
+    attribute: str
+    groups: list[RegressionGroup]
+    mean_prediction_difference: float | None = Field(default=None, description="max - min, as a share of the mean")
+    error_difference: float | None = Field(default=None, description="max - min MAE, as a share of the overall MAE")
+    prediction_flagged: bool = False
+    error_flagged: bool = False
+    insufficient_data: bool = Field(default=False, description="fewer than two groups large enough to compare")
+
+
+class RegressionBiasReport(BaseModel):
+    flagged: bool
+    threshold: float
+    attributes: list[RegressionAttributeBias]
+
+
+def evaluate_regression_bias(
+    groups: Mapping[str, np.ndarray | Sequence[object]],
+    y_pred: np.ndarray | Sequence[float],
+    threshold: float = 0.1,
+    min_group_size: int = 30,
+    y_true: np.ndarray | Sequence[float | None] | None = None,
+) -> RegressionBiasReport:
+    """Regression: per group, the mean prediction and (where labelled) the mean absolute error.
+
+    Both differences (max - min across the groups large enough to compare) are relative, to the mean
+    |prediction| and to the overall MAE, so one ``threshold`` (a share, 0.1 = 10%) fits any target's units.
+    """
+    predicted = np.asarray(y_pred, dtype=np.float64)
+    n = len(predicted)
+    truth = None
+    if y_true is not None:
+        if len(y_true) != n:
+            raise InvalidInput(f"y_true has {len(y_true)} values but y_pred has {n}")
+        truth = np.asarray([np.nan if v is None else float(v) for v in y_true], dtype=np.float64)
+    scale = float(np.mean(np.abs(predicted))) if n else 0.0
+    error = np.abs(truth - predicted) if truth is not None else None
+    labelled = ~np.isnan(truth) if truth is not None else np.zeros(n, dtype=bool)
+    overall_mae = float(error[labelled].mean()) if error is not None and labelled.any() else None
+    attributes = []
+    for attribute, values in groups.items():
+        if len(values) != n:
+            raise InvalidInput(f"sensitive attribute {attribute!r} has {len(values)} values, expected {n}")
+        names = _as_text(values)
+        found = []
+        for group in sorted(set(names.tolist())):
+            mask = names == group
+            with_label = mask & labelled
+            found.append(
+                RegressionGroup(
+                    group=group,
+                    n=int(mask.sum()),
+                    sufficient=int(mask.sum()) >= min_group_size,
+                    mean_prediction=float(predicted[mask].mean()),
+                    n_labelled=int(with_label.sum()),
+                    mean_absolute_error=float(error[with_label].mean())
+                    if error is not None and with_label.any()
+                    else None,
+                )
+            )
+        result = RegressionAttributeBias(attribute=attribute, groups=found)
+        usable = [g for g in found if g.sufficient]
+        if len(usable) < 2:
+            result.insufficient_data = True
+        else:
+            means = [g.mean_prediction for g in usable]
+            if scale > 0:
+                result.mean_prediction_difference = (max(means) - min(means)) / scale
+                result.prediction_flagged = result.mean_prediction_difference > threshold
+            maes = [
+                g.mean_absolute_error
+                for g in usable
+                if g.mean_absolute_error is not None and g.n_labelled >= min_group_size
+            ]
+            if len(maes) >= 2 and overall_mae:
+                result.error_difference = (max(maes) - min(maes)) / overall_mae
+                result.error_flagged = result.error_difference > threshold
+        attributes.append(result)
+    flagged = any(a.prediction_flagged or a.error_flagged for a in attributes)
+    return RegressionBiasReport(flagged=flagged, threshold=threshold, attributes=attributes)

@@ -194,3 +194,42 @@ def test_batch_output_writes_the_value_and_its_interval() -> None:
         [(InputRow(row=1, line=2, values={"bmi": 0.05}), p)]
     )
     assert b'"prediction": 151.234568, "lower": 100.0, "upper": 202.5' in jsonl
+
+
+def test_regression_bias_compares_groups_mean_prediction_and_error() -> None:
+    from loopml.statistics import evaluate_regression_bias
+
+    groups = {"sex": ["f"] * 50 + ["m"] * 50}
+    truth = [100.0] * 100
+    fair = evaluate_regression_bias(groups, [100.0] * 100, 0.1, y_true=truth)
+    assert not fair.flagged and fair.attributes[0].mean_prediction_difference == 0.0
+    skewed = evaluate_regression_bias(groups, [100.0] * 50 + [130.0] * 50, 0.1, y_true=truth)
+    gap = skewed.attributes[0]
+    assert skewed.flagged and gap.prediction_flagged and gap.error_flagged
+    assert gap.mean_prediction_difference == pytest.approx(30 / 115) and gap.error_difference == pytest.approx(2.0)
+    few = evaluate_regression_bias({"sex": ["f"] * 5 + ["m"] * 95}, [100.0] * 100, 0.1)
+    assert few.attributes[0].insufficient_data and not few.flagged
+
+
+def test_the_drift_window_audits_a_regressions_bias(ridge: TrainedModel, diabetes: dict[str, list[Any]]) -> None:
+    from loopml.drift.evaluation import alerts, evaluate_window
+    from loopml.drift.models import MonitoringConfig
+
+    schema = ridge.schema.model_copy(deep=True)
+    schema.feature("sex").sensitive = True
+    meta = metadata_for(ridge, "diabetes", DataLineage(uri="memory://d", sha256="0" * 64, rows=442), "test")
+    meta = meta.model_copy(update={"feature_schema": schema})
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        CapturedRow(
+            prediction_id=f"{i:032x}", model="diabetes", model_version=1,
+            features={n: diabetes[n][i] for n in schema.names},
+            prediction=(80.0 if diabetes["sex"][i] > 0 else 220.0), probabilities={}, confidence=None,
+            interval=[0.0, 400.0], timestamp=start + timedelta(seconds=i), label=diabetes[TARGET][i],
+        )
+        for i in range(300)
+    ]  # fmt: skip
+    result = evaluate_window(meta, rows, MonitoringConfig())
+    assert result.regression_bias is not None and result.bias_flagged is True
+    assert any(a.startswith("bias: sex mean prediction difference") for a in alerts(result)["bias"])
+    assert result.performance.metric("rmse").value is not None and result.n_labelled == 300
