@@ -1,8 +1,10 @@
-"""Training: one scikit-learn Pipeline per feature schema, with held-out validation metrics.
+"""Training: one scikit-learn Pipeline per feature schema and task, with held-out validation metrics.
 
 The same code trains the first model on a laptop and every challenger in the retraining workflow, so
 a model's behaviour never depends on where it was trained. Seeds are fixed: the same data and params
-give the same model.
+give the same model. A user's registered estimator is refitted here too (a clone, ``user_model``), and
+``trained_model`` is the one ending of a recipe's training, a refit and a registration. Regression
+models carry a split-conformal interval (``conformal_halfwidth``) from their validation residuals.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ class TrainedModel:
 
 
 def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
+    if params.model_type == "user_estimator":
+        raise InvalidInput("a user's estimator is refitted from its registered version, not built from params")
+    if params.model_type not in RECIPES[schema.task]:
+        raise InvalidInput(
+            f"model_type {params.model_type} does not do {schema.task}: use one of {list(RECIPES[schema.task])}"
+        )
     numeric = schema.indices(FeatureKind.numeric)
     categorical = schema.indices(FeatureKind.categorical)
     transformers: list[tuple[str, Any, list[int]]] = []
@@ -111,12 +119,6 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
         transformers.append(("categorical", encoder, categorical))
     prep = ColumnTransformer(transformers, sparse_threshold=0.0)
     estimator: Any
-    if params.model_type == "user_estimator":
-        raise InvalidInput("a user's estimator is refitted from its registered version, not built from params")
-    if params.model_type not in RECIPES[schema.task]:
-        raise InvalidInput(
-            f"model_type {params.model_type} does not do {schema.task}: use one of {list(RECIPES[schema.task])}"
-        )
     if schema.regression:
         return Pipeline([("prep", prep), ("model", _regressor(params))])
     if params.model_type == "logistic_regression":

@@ -240,9 +240,13 @@ class RetrainWorkflow:
     def _champion_validation(
         columns: dict[str, list[Any]], meta: ModelMetadata
     ) -> tuple[list[tuple[dict[str, Any], Any]], list[int]]:
-        """The champion's own validation rows (features, label) and the indices of the rows it fitted on."""
+        """The champion's own validation rows (features, label) and the indices of the rows it fitted on.
+        A user's estimator may have been fitted on any row of its reference data: none is a fair golden
+        row, so all go to training (reviewer labels still make up its golden set)."""
         schema = meta.feature_schema
         labels = encode_targets(columns[schema.target], schema)
+        if meta.params.get("model_type") == "user_estimator":
+            return [], list(range(len(labels)))
         try:
             fit, valid = validation_split(labels, TrainingParams.model_validate(meta.params), schema.regression)
         except ValueError:  # a class too small to stratify: no validation rows to reuse

@@ -28,6 +28,9 @@ FEW = {
 }
 # The champion's validation rows hold the old concept: after a concept shift they cannot judge.
 CONCEPT_CHANGED = {"golden_tolerance": 1.0, "log_loss_tolerance": 1.0}
+# Drills of the canary, approvals, faults and locks: past the gate whatever the earlier drills left in the
+# captured data (the gate's own drills keep it: a worse challenger, a label flood).
+GATE_OPEN = {"tolerance": 1.0, "bias_tolerance": 1.0, **CONCEPT_CHANGED}
 
 
 def _predict(harness: Harness, rows: list[dict[str, Any]]) -> list[int]:
@@ -57,7 +60,7 @@ def test_happy_path_promotes_a_better_challenger(harness: Harness) -> None:
     }
 
     arn = harness.start(name, payload)
-    _wait_for_canary(harness)
+    _wait_for_canary(harness, arn)
     # Real traffic during the bake: both versions answer, their EMF metrics reach CloudWatch.
     served = _predict(harness, datasets.rows(datasets.loan_default(80, seed=8, concept_shift=1.0)))
     result = harness.wait(arn)
@@ -104,10 +107,23 @@ def test_worse_challenger_is_gated_out(harness: Harness) -> None:
     assert event.details["evaluation"]["challenger"]["roc_auc"] < event.details["evaluation"]["champion"]["roc_auc"]
 
 
-def _wait_for_canary(harness: Harness, timeout_s: float = 90.0) -> tuple[str, dict[str, float]]:
-    found: tuple[str, dict[str, float]] = wait_for(
-        lambda: (alias := harness.alias())[1] and alias, timeout_s, "the canary deployed", interval_s=0.2
-    )
+def _still_running(harness: Harness, arn: str) -> None:
+    """While waiting for a step: an execution that ended without reaching it fails the test with its reason."""
+    found = harness.sfn.describe_execution(executionArn=arn)
+    if found["status"] != "RUNNING":
+        ended = found.get("error") or found.get("output")
+        raise AssertionError(f"the execution ended {found['status']} before that: {ended} {found.get('cause', '')}")
+
+
+def _wait_for_canary(harness: Harness, arn: str, timeout_s: float = 90.0) -> tuple[str, dict[str, float]]:
+    def deployed() -> tuple[str, dict[str, float]] | None:
+        alias = harness.alias()
+        if alias[1]:
+            return alias
+        _still_running(harness, arn)
+        return None
+
+    found: tuple[str, dict[str, float]] = wait_for(deployed, timeout_s, "the canary deployed", interval_s=0.2)
     return found
 
 
@@ -115,9 +131,9 @@ def test_unhealthy_canary_is_rolled_back(harness: Harness) -> None:
     """A canary whose model artifact was tampered with serves degraded answers: rolled back."""
     before = harness.champion()
     name = run_name("canary-fails")
-    payload = {"model": MODEL, "reason": "canary drill", "bake_minutes": 0.15, "canary_percent": 50}
+    payload = {"model": MODEL, "reason": "canary drill", "bake_minutes": 0.15, "canary_percent": 50, **GATE_OPEN}
     arn = harness.start(name, payload)
-    champion_lambda, weights = _wait_for_canary(harness)
+    champion_lambda, weights = _wait_for_canary(harness, arn)
     (canary_lambda,) = weights
     canary_version = int(str(harness.model_version_of(canary_lambda)))
     assert weights[canary_lambda] == pytest.approx(0.5)
@@ -144,8 +160,9 @@ def test_canary_alarm_rolls_back(harness: Harness) -> None:
     """A canary alarm in ALARM (evaluated locally from the canary's metrics) is enough to roll back."""
     before = harness.champion()
     name = run_name("canary-alarm")
-    arn = harness.start(name, {"model": MODEL, "reason": "alarm drill", "bake_minutes": 0.1, "canary_percent": 10})
-    champion_lambda, weights = _wait_for_canary(harness)
+    drill = {"model": MODEL, "reason": "alarm drill", "bake_minutes": 0.1, "canary_percent": 10, **GATE_OPEN}
+    arn = harness.start(name, drill)
+    champion_lambda, weights = _wait_for_canary(harness, arn)
     (canary_lambda,) = weights
     canary_version = str(harness.model_version_of(canary_lambda))
     dimensions = [
@@ -184,17 +201,24 @@ def _post(harness: Harness, path: str, body: dict[str, Any]) -> tuple[int, dict[
         return exc.code, json.load(exc)
 
 
-def _approval_id(harness: Harness, run_id: str, timeout_s: float = 90.0) -> str:
+def _approval_id(harness: Harness, run_id: str, arn: str, timeout_s: float = 90.0) -> str:
     key = f"retrain/{MODEL}/{run_id}/approval.json"
-    wait_for(lambda: key in harness.store.list_keys(key), timeout_s, "an approval requested")
+
+    def requested() -> bool:
+        if key in harness.store.list_keys(key):
+            return True
+        _still_running(harness, arn)
+        return False
+
+    wait_for(requested, timeout_s, "an approval requested")
     return harness.store.get(key).decode()
 
 
 def test_rejected_approval_deploys_nothing(harness: Harness) -> None:
     before, alias_before = harness.champion(), harness.alias()
     name = run_name("approval-rejected")
-    arn = harness.start(name, {"model": MODEL, "reason": "needs a human", "approval": True, **FAST})
-    approval = _approval_id(harness, name)
+    arn = harness.start(name, {"model": MODEL, "reason": "needs a human", "approval": True, **FAST, **GATE_OPEN})
+    approval = _approval_id(harness, name, arn)
 
     status, body = _post(harness, f"/approvals/{approval}", {"decision": "reject", "reason": "not this week"})
     assert status == 200, body
@@ -215,13 +239,13 @@ def test_rejected_approval_deploys_nothing(harness: Harness) -> None:
 def test_approved_challenger_is_rolled_out(harness: Harness) -> None:
     before = harness.champion()
     name = run_name("approval-granted")
-    given = {"model": MODEL, "reason": "approved rollout", "approval": True, "canary_policy": FEW, **FAST}
+    given = {"model": MODEL, "reason": "approved rollout", "approval": True, "canary_policy": FEW, **FAST, **GATE_OPEN}
     arn = harness.start(name, given | {"bake_minutes": 0.15})
-    approval = _approval_id(harness, name)
+    approval = _approval_id(harness, name, arn)
 
     status, body = _post(harness, f"/approvals/{approval}", {"decision": "approve", "reason": "looks good"})
     assert status == 200, body
-    _wait_for_canary(harness)
+    _wait_for_canary(harness, arn)
     _predict(harness, datasets.rows(datasets.loan_default(80, seed=18)))
     result = harness.wait(arn)
 
@@ -237,7 +261,7 @@ def test_approval_timeout_rejects(harness: Harness) -> None:
     name = run_name("approval-timeout")
     payload = {"model": MODEL, "reason": "nobody answers", "approval": True, "approval_timeout_minutes": 0.05}
 
-    result = harness.run(name, {**payload, **FAST})
+    result = harness.run(name, {**payload, **FAST, **GATE_OPEN})
 
     assert result["status"] == "SUCCEEDED", result
     output = json.loads(result["output"])
@@ -251,7 +275,7 @@ def test_transient_error_is_retried_and_failures_clean_up(harness: Harness) -> N
     harness.stack.redeploy("retrain", {"FAULT_INJECTION": "train:TransientError:1,check:IntegrityError:1"})
     try:
         name = run_name("faults")
-        result = harness.run(name, {"model": MODEL, "reason": "fault drill", **FAST})
+        result = harness.run(name, {"model": MODEL, "reason": "fault drill", **FAST, **GATE_OPEN})
     finally:
         harness.stack.redeploy("retrain", {"FAULT_INJECTION": ""})
 
@@ -271,10 +295,10 @@ def test_aborted_run_is_cleaned_up(harness: Harness) -> None:
     """An execution stopped mid-canary runs no Catch: its status-change event restores the champion."""
     before, (primary_before, _) = harness.champion(), harness.alias()
     name = run_name("aborted")
-    drill = {"model": MODEL, "reason": "abort drill", "bake_minutes": 2, "canary_percent": 20, "tolerance": 1.0}
-    arn = harness.start(name, drill | {"bias_tolerance": 1.0})  # past the gate: the canary is what matters here
+    drill = {"model": MODEL, "reason": "abort drill", "bake_minutes": 2, "canary_percent": 20, **GATE_OPEN}
+    arn = harness.start(name, drill)
     try:
-        _wait_for_canary(harness)
+        _wait_for_canary(harness, arn)
     except AssertionError:
         raise AssertionError(str(harness.sfn.describe_execution(executionArn=arn))) from None
     harness.sfn.stop_execution(executionArn=arn)
@@ -282,9 +306,10 @@ def test_aborted_run_is_cleaned_up(harness: Harness) -> None:
     wait_for(lambda: not harness.alias()[1], 30, "the canary's weights removed", interval_s=0.5)
     assert harness.alias() == (primary_before, {})
     assert harness.champion() == before
-    failed = [e for e in harness.history(name) if e.action == "failed"]
-    assert failed and failed[-1].reason.startswith("ExecutionAborted"), harness.history(name)
-    assert harness.store.list_keys(f"retrain/locks/{MODEL}.json") == []
+    # the watcher restores the routing first, then records the failure and releases the lock
+    failed = wait_for(lambda: [e for e in harness.history(name) if e.action == "failed"], 30, "the abort recorded")
+    assert failed[-1].reason.startswith("ExecutionAborted"), harness.history(name)
+    wait_for(lambda: harness.store.list_keys(f"retrain/locks/{MODEL}.json") == [], 30, "the lock released")
 
 
 def test_concurrent_triggers_run_once(harness: Harness) -> None:
@@ -294,8 +319,8 @@ def test_concurrent_triggers_run_once(harness: Harness) -> None:
     from loopml.retrain.trigger import RetrainTrigger, StartPolicy, start_or_refuse
 
     versions_before = harness.registry.versions(MODEL)
-    first = harness.start(run_name("concurrent-a"), {"model": MODEL, "reason": "trigger a", **FAST})
-    second = harness.start(run_name("concurrent-b"), {"model": MODEL, "reason": "trigger b", **FAST})
+    first = harness.start(run_name("concurrent-a"), {"model": MODEL, "reason": "trigger a", **FAST, **GATE_OPEN})
+    second = harness.start(run_name("concurrent-b"), {"model": MODEL, "reason": "trigger b", **FAST, **GATE_OPEN})
     results = [harness.wait(first), harness.wait(second)]
 
     statuses = sorted((r["status"], r.get("error")) for r in results)
@@ -348,10 +373,10 @@ def test_an_unknown_model_is_refused_while_another_models_canary_is_in_flight(ha
     from urllib.parse import urlsplit
 
     name = run_name("in-flight")
-    drill = {"model": MODEL, "reason": "long canary", "bake_minutes": 1, "canary_percent": 20}
-    arn = harness.start(name, drill | {"tolerance": 1.0, "bias_tolerance": 1.0})
+    drill = {"model": MODEL, "reason": "long canary", "bake_minutes": 1, "canary_percent": 20, **GATE_OPEN}
+    arn = harness.start(name, drill)
     try:
-        _, weights = _wait_for_canary(harness)
+        _, weights = _wait_for_canary(harness, arn)
         port = str(urlsplit(harness.stack.aws_endpoint).port)
         cli = str(Path(sys.executable).with_name("loopml"))
         done = subprocess.run(
