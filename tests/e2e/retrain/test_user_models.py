@@ -7,6 +7,7 @@ class refitted, rolled out as a canary under real traffic, and promoted.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -215,6 +216,30 @@ def test_users_own_classifier_and_regressor_go_round_the_whole_loop(tmp_path: Pa
         assert summary["live_metrics"]["rmse"] == pytest.approx(
             float(np.sqrt(np.mean((values - frame["target"].iloc[:60].to_numpy()) ** 2))), rel=1e-6
         )
+
+        # batch scoring: an uploaded file of each, scored by its own model (values and intervals for the regressor)
+        s3, bucket = stack.client("s3"), physical_name("local", "models")
+        visits = frame.drop(columns=["target"]).iloc[:50]
+        s3.put_object(Bucket=bucket, Key="batch/input/diabetes/visits.csv", Body=visits.to_csv(index=False).encode())
+        applications = pd.read_csv(churn_data).drop(columns=[datasets.TARGET]).iloc[:50]
+        s3.put_object(Bucket=bucket, Key="batch/input/churn/apps.csv", Body=applications.to_csv(index=False).encode())
+
+        def scored(model: str, name: str) -> tuple[pd.DataFrame] | None:
+            try:
+                body = s3.get_object(Bucket=bucket, Key=f"batch/output/{model}/{name}.scored.csv")["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                return None
+            return (pd.read_csv(io.BytesIO(body)),)
+
+        (values_out,) = wait_for(lambda: scored("diabetes", "visits"), 60, "the diabetes file scored", LOG)
+        assert list(values_out.columns[-5:]) == ["row_number", "model_version", "prediction", "lower", "upper"]
+        assert np.abs(values_out["prediction"] - diabetes_model.predict(visits)).max() < 1e-5
+        assert (values_out["lower"] < values_out["prediction"]).all() and (
+            values_out["prediction"] < values_out["upper"]
+        ).all()
+        (classes_out,) = wait_for(lambda: scored("churn", "apps"), 60, "the churn file scored", LOG)
+        expected = churn_model.predict_proba(applications)[:, 1]
+        assert np.abs(classes_out["probability_1"] - expected).max() < 1e-5
 
         # retraining: the same estimator class refitted, a canary under traffic, promoted on evidence
         for model, rows, step, cls in (
