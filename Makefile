@@ -43,8 +43,8 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-# Benchmarks compare against Evidently, which needs pandas: it lives in its own venv so that pandas
-# never reaches the runtime environment (scikit-learn imports pandas at start when it is installed).
+# Benchmarks compare against Evidently, which pins pandas < 3 and weighs about 600 MiB: it lives in its own
+# venv. (The dev venv has pandas for registering DataFrame pipelines; the Lambda layers never do.)
 $(BENCH_VENV)/.installed: pyproject.toml
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
