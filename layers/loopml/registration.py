@@ -38,7 +38,7 @@ from loopml.store import ObjectStore
 from loopml.training import TrainedModel, TrainingParams, check_trainable, metadata_for, trained_model, validation_split
 from loopml.user_model import UserModel, by_position, describe
 
-MAX_PROBABILITY_DRIFT = 1e-6  # by-position predictions may differ from the DataFrame's by float rounding only
+MAX_REWRITE_DIFFERENCE = 1e-6  # by position vs on the DataFrame: float rounding only (relative, for values)
 
 
 def check_estimator(estimator: Any) -> Task:
@@ -130,7 +130,7 @@ def _check_against_frame(original: Any, model: UserModel, matrix: np.ndarray, sc
     else:
         expected, got, scale = np.asarray(original.predict_proba(frame), dtype=float), model.predict_proba(matrix), 1.0
     drift = float(np.max(np.abs(expected - got))) / scale if expected.size else 0.0
-    if not math.isfinite(drift) or drift > MAX_PROBABILITY_DRIFT:
+    if not math.isfinite(drift) or drift > MAX_REWRITE_DIFFERENCE:
         raise InvalidInput(
             f"{describe(original)} selects its columns in a way loopml cannot serve without pandas: by "
             f"position it predicts differently (max relative difference {drift:.3g}); select columns by name in one "

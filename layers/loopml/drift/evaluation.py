@@ -155,7 +155,7 @@ def evaluate_window(
     reported = {f.name for f in data_drift.features}
     quality = evaluate_data_quality(data_drift, {k: v for k, v in violations.items() if k in reported}, config.quality)
     if schema.regression:
-        return _regression_window(meta, profile, rows, data_drift, quality, config, notes)
+        return _regression_window(meta, profile, rows, columns, data_drift, quality, config, notes)
     predicted = np.array([str(row.prediction) for row in rows], dtype=object)
 
     prediction_drift = None
@@ -224,6 +224,7 @@ def _regression_window(
     meta: ModelMetadata,
     profile: ReferenceProfile,
     rows: Sequence[CapturedRow],
+    columns: dict[str, np.ndarray],
     data_drift: DataDriftReport,
     quality: DataQualityReport,
     config: MonitoringConfig,
@@ -258,7 +259,6 @@ def _regression_window(
     regression_bias = None
     sensitive = meta.feature_schema.sensitive_names
     if sensitive and len(values) == len(rows) and rows:
-        columns, _ = feature_columns(rows, meta.feature_schema)
         labels_by_id = {row.prediction_id: float(row.label) for row in labelled}  # type: ignore[arg-type]
         regression_bias = evaluate_regression_bias(
             {name: columns[name] for name in sensitive},
