@@ -114,8 +114,11 @@ def _check_classes(model: UserModel, schema: FeatureSchema) -> None:
         )
 
 
-def _check_against_frame(original: Any, model: UserModel, matrix: np.ndarray, schema: FeatureSchema) -> None:
-    """The by-position rewrite must predict what the estimator predicts on a DataFrame of the same rows."""
+def _check_against_frame(
+    original: Any, model: UserModel, matrix: np.ndarray, got: np.ndarray, schema: FeatureSchema
+) -> None:
+    """The by-position rewrite (which scored ``matrix`` as ``got``) must predict what the estimator predicts
+    on a DataFrame of the same rows."""
     try:
         import pandas as pd
     except ImportError:  # where pandas is missing nobody could have fitted on a DataFrame here: nothing to compare
@@ -125,10 +128,10 @@ def _check_against_frame(original: Any, model: UserModel, matrix: np.ndarray, sc
         if spec.kind is FeatureKind.numeric:
             frame[spec.name] = frame[spec.name].astype(float)
     if schema.regression:
-        expected, got = np.asarray(original.predict(frame), dtype=float), model.predict(matrix)
+        expected = np.asarray(original.predict(frame), dtype=float)
         scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     else:
-        expected, got, scale = np.asarray(original.predict_proba(frame), dtype=float), model.predict_proba(matrix), 1.0
+        expected, scale = np.asarray(original.predict_proba(frame), dtype=float), 1.0
     drift = float(np.max(np.abs(expected - got))) / scale if expected.size else 0.0
     if not math.isfinite(drift) or drift > MAX_REWRITE_DIFFERENCE:
         raise InvalidInput(
@@ -138,7 +141,8 @@ def _check_against_frame(original: Any, model: UserModel, matrix: np.ndarray, sc
         )
 
 
-def _check_scores(model: UserModel, matrix: np.ndarray, estimator: Any, schema: FeatureSchema) -> None:
+def _check_scores(model: UserModel, matrix: np.ndarray, estimator: Any, schema: FeatureSchema) -> np.ndarray:
+    """The model's scores of the data's rows (values, or probabilities), refused unless one finite per row."""
     try:
         scores = model.predict(matrix) if schema.regression else model.predict_proba(matrix)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -148,6 +152,7 @@ def _check_scores(model: UserModel, matrix: np.ndarray, estimator: Any, schema: 
     if scores.shape != shape or not np.isfinite(scores).all():
         what = "value" if schema.regression else "probability per class"
         raise InvalidInput(f"{describe(estimator)} gives no finite {what} for some of the data's rows")
+    return np.asarray(scores)
 
 
 def prepare(
@@ -179,9 +184,9 @@ def prepare(
     matrix = to_matrix(columns, schema)
     labels = encode_targets(columns[target], schema)
     check_trainable(labels, schema.classes)
-    _check_scores(wrapped, matrix, estimator, schema)
+    scores = _check_scores(wrapped, matrix, estimator, schema)
     if by_name:
-        _check_against_frame(estimator, wrapped, matrix, schema)
+        _check_against_frame(estimator, wrapped, matrix, scores, schema)
     params = (params or TrainingParams()).model_copy(
         update={"model_type": "user_estimator", "estimator": describe(estimator)}
     )

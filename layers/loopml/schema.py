@@ -116,6 +116,12 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
+def finite_number(value: Any) -> float | None:
+    """The value as a finite float (a number, or text that parses as one), else None; never a bool."""
+    number = _as_number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
 def _label(value: Any) -> str | int:
     """Class labels keep integers as integers (0/1 targets) and everything else as text."""
     if isinstance(value, bool):
@@ -155,12 +161,12 @@ def infer_task(values: Sequence[Any], target: str, task: Task | None = None) -> 
     """A continuous target (fractions, or more than 20 distinct whole numbers) is regression; text and a
     few whole numbers are class labels. ``task`` overrides, refused where it cannot hold."""
     present = [v for v in values if not is_missing(v)]
-    numbers = [_as_number(v) for v in present]
-    numeric = bool(present) and all(n is not None and math.isfinite(n) for n in numbers)
+    numbers = [finite_number(v) for v in present]
+    numeric = bool(present) and all(n is not None for n in numbers)
     distinct = {n for n in numbers if n is not None}
     if task == "regression":
         if not numeric:
-            odd = sorted({str(v) for v, n in zip(present, numbers, strict=True) if n is None or not math.isfinite(n)})
+            odd = sorted({str(v) for v, n in zip(present, numbers, strict=True) if n is None})
             raise InvalidInput(f"target column {target!r} has non-numeric values {odd[:5]}: regression needs numbers")
         return task
     if task == "classification":
@@ -242,8 +248,8 @@ def encode_targets(values: Iterable[Any], schema: FeatureSchema) -> list[Any]:
         return encode_labels(values)
     out = []
     for value in values:
-        number = _as_number(value)
-        if number is None or not math.isfinite(number):
+        number = finite_number(value)
+        if number is None:
             raise InvalidInput(f"target {schema.target!r}: {str(value)[:40]!r} is not a finite number")
         out.append(number)
     return out

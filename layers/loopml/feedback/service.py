@@ -11,7 +11,6 @@ made the prediction (the serving version's, for a pending one).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from loopml.feedback.models import (
     ReviewPage,
 )
 from loopml.feedback.ports import PredictionIndex, ReviewList
+from loopml.schema import finite_number
 
 ClassesOf = Callable[[str, int | None], list[str | int]]
 """(model, version or None for the serving version) -> that version's classes (none: a regression model)."""
@@ -173,13 +173,7 @@ class FeedbackService:
 
 def _match(label: str | int | float, classes: list[str | int]) -> str | int | float | None:
     if not classes:  # a regression model: any finite number ("3.5" too)
-        if isinstance(label, bool):
-            return None
-        try:
-            value = float(label)
-        except ValueError:
-            return None
-        return value if math.isfinite(value) else None
+        return finite_number(label)
     for cls in classes:
         if str(cls) == str(label):
             return cls

@@ -53,8 +53,7 @@ class Predictor:
         self.pipeline = bundle["pipeline"]
         self.validator = RequestValidator(metadata.feature_schema)
         self.regression = metadata.feature_schema.regression
-        self.interval: dict[str, float] = bundle.get("interval", {})
-        self._halfwidth = float(self.interval.get("halfwidth", 0.0))
+        self._halfwidth = float(bundle.get("interval", {}).get("halfwidth", 0.0))
         classes = [] if self.regression else self.pipeline.classes_
         self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in classes]
         self._class_keys = [str(c) for c in self.classes]
