@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from loopml.errors import InvalidInput, NotFound, VersionConflict
+from loopml.files import PARTIAL, write_whole
 
 
 class FolderObjectStore:
@@ -51,9 +52,7 @@ class FolderObjectStore:
             with os.fdopen(fd, "wb") as out:
                 out.write(body)
             return
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(body)
-        partial.replace(path)  # readers never see half an object
+        write_whole(path, body)  # readers never see half an object
 
     def sink(self, key: str, content_type: str) -> _FolderSink:
         return _FolderSink(self._path(key))
@@ -65,14 +64,14 @@ class FolderObjectStore:
         if not self.root.is_dir():
             return []
         found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in found if k.startswith(prefix) and not k.endswith(".partial"))
+        return sorted(k for k in found if k.startswith(prefix) and not k.endswith(PARTIAL))
 
 
 class _FolderSink:
     def __init__(self, path: Path) -> None:
         self._final = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._partial = path.with_name(path.name + ".partial")
+        self._partial = path.with_name(path.name + PARTIAL)
         self._out = self._partial.open("wb")
 
     def write(self, data: bytes) -> None:

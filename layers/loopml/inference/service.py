@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopml.errors import LoopmlError, ModelUnavailable
+from loopml.files import write_whole
 from loopml.inference.predictor import Predictor
 from loopml.observability import logger
 from loopml.registry import ModelMetadata, ModelRegistry, verify_and_load
@@ -105,12 +106,14 @@ class ModelService:
             return None
 
     def _write_cache(self, meta: ModelMetadata, data: bytes) -> None:
+        """Each file is written whole or not at all (a temporary file, then a rename): a reader sharing the
+        cache never sees half an artifact, which would fail verification and leave it nothing to fall back on."""
         folder = self._dir(meta.version)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "model.joblib").write_bytes(data)
-            (folder / "metadata.json").write_text(meta.model_dump_json())
-            (self._cache / "last_verified.json").write_text(json.dumps({"version": meta.version}))
+            write_whole(folder / "model.joblib", data)
+            write_whole(folder / "metadata.json", meta.model_dump_json().encode())
+            write_whole(self._cache / "last_verified.json", json.dumps({"version": meta.version}).encode())
         except OSError as exc:  # a full /tmp must not stop serving
             logger.warning("could not cache model", extra={"error": str(exc)})
 
