@@ -99,12 +99,22 @@ RAW_S3_EVENT = {
 """An S3 event sent straight to a function that consumes S3 notifications through SQS: the wrong shape."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Two workers share the suite (``-n 2``) one module at a time, so module fixtures start once (and the
-    README's tests, the only ones on `make up`'s default ports and state dir, run one after another). The
-    CDK tests share one synthesis and one layer build: they run whole on one worker."""
-    tests = ROOT / "tests"
-    for item in items:
-        parts = item.path.relative_to(tests).parts
-        item.add_marker(pytest.mark.xdist_group("infra" if parts[0] == "infra" else "/".join(parts)))
+def work_unit(nodeid: str) -> str:
+    """Which tests one worker runs together, one after another: a module, so module fixtures start once
+    (and the README's tests, the only ones on `make up`'s default ports and state dir, never overlap),
+    except the CDK tests, which share one synthesis and one layer build and so run whole on one worker."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/infra" if path.startswith("tests/infra/") else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Two workers share the suite (``-n 2``) by ``work_unit``. A scheduler of our own, not ``--dist
+    loadgroup``: xdist 3.8 marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads, so
+    its groups silently fell apart and one module's tests ran on both workers, each with its own stack."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)

@@ -28,8 +28,12 @@ STOPPED = (
 
 def make_up() -> CliStack:
     """``make up`` exactly as the README prints it: from the repo root, default state dir and ports."""
-    busy = [p for p in (3000, 4566) if not port_is_free(p)]
-    assert not busy, f"ports {busy} are in use: stop the running `make up` before running this test"
+
+    def busy() -> list[int]:
+        return [p for p in (3000, 4566) if not port_is_free(p)]
+
+    wait_for(lambda: not busy(), 30)  # the module's previous `make up` may still be letting go of them
+    assert not busy(), f"ports {busy()} are in use: stop the running `make up` before running this test"
     return CliStack(["make", "up"], API)
 
 

@@ -130,6 +130,9 @@ def _wait_for_canary(harness: Harness, arn: str, timeout_s: float = 90.0) -> tup
 def test_unhealthy_canary_is_rolled_back(harness: Harness) -> None:
     """A canary whose model artifact was tampered with serves degraded answers: rolled back."""
     before = harness.champion()
+    # The drill's premise: the champion has served, so its verified copy is in the cache the canary shares.
+    # (Run first on a fresh stack, a canary that cold-started before the champion had nothing to fall back on.)
+    assert set(_predict(harness, datasets.rows(datasets.loan_default(1, seed=7)))) == {before}
     name = run_name("canary-fails")
     payload = {"model": MODEL, "reason": "canary drill", "bake_minutes": 0.15, "canary_percent": 50, **GATE_OPEN}
     arn = harness.start(name, payload)
