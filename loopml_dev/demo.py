@@ -21,8 +21,9 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,35 @@ def alias_split(stack: LocalStack) -> dict[str, float]:
     return split
 
 
+def wait_for_dataset(stack: LocalStack, labelled: int, timeout_s: float = 60) -> None:
+    """Wait until every label sent is joined to its prediction in the dataset: capture and feedback go
+    through SQS, so drift evaluation and training would otherwise see however much had landed."""
+    from loopml.feedback.reader import read_captured
+
+    _, store = registry_for(stack)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = len(read_captured(store, MODEL, since, datetime.now(UTC) + timedelta(minutes=1), labelled_only=True))
+        if found >= labelled:
+            return
+        if time.monotonic() > deadline:
+            raise LoopmlError(
+                f"only {found} of {labelled} labelled predictions reached the dataset in {timeout_s:.0f}s"
+            )
+        time.sleep(0.5)
+
+
 def wait_for_execution(
-    stack: LocalStack, arn: str, progress: Progress, timeline: Timeline, timeout_s: float
+    stack: LocalStack,
+    arn: str,
+    progress: Progress,
+    timeline: Timeline,
+    timeout_s: float,
+    on_state: dict[str, Callable[[], None]],
 ) -> dict[str, Any]:
-    """Follow the execution state by state, sampling the traffic split, until it ends.
+    """Follow the execution state by state, sampling the traffic split, until it ends; ``on_state`` runs
+    an action when the execution enters the state it names.
 
     The returned description gains ``last_state``: ``Promoted``, ``RolledBack``, ``Rejected``... say more
     than the execution status (a rollback ends the execution as failed, on purpose).
@@ -135,6 +161,8 @@ def wait_for_execution(
                 seen.add(name)
                 last_state = name
                 progress.step(f"  workflow: {name}")
+                if name in on_state:
+                    on_state[name]()
         if described["status"] != "RUNNING":
             timeline.sample(alias_split(stack))
             return {**described, "last_state": last_state}
@@ -146,24 +174,52 @@ def run_round(
     stack: LocalStack, title: str, tag: str, given: dict[str, Any], progress: Progress, timeline: Timeline
 ) -> dict[str, Any]:
     """Start one retraining with ``given`` as its input, follow it, say how it ended and why."""
-    registry, _ = registry_for(stack)
     machine = stack.deployment.state_machines["retrain"]
     name = f"{MODEL}-demo-{tag}-{random.randrange(1 << 30):08x}"
     arn = stack.client("stepfunctions").start_execution(stateMachineArn=machine, name=name, input=json.dumps(given))[
         "executionArn"
     ]
+    return follow_round(stack, title, arn, progress, timeline)
+
+
+def follow_round(
+    stack: LocalStack,
+    title: str,
+    arn: str,
+    progress: Progress,
+    timeline: Timeline,
+    on_state: dict[str, Callable[[], None]] | None = None,
+) -> dict[str, Any]:
+    """Follow one retraining to its end; how it ended and why (the history's last word on the run)."""
     t0 = time.perf_counter()
-    done = wait_for_execution(stack, arn, progress, timeline, 240)
+    done = wait_for_execution(stack, arn, progress, timeline, 240, on_state or {})
+    registry, _ = registry_for(stack)
     champion = registry.resolve(MODEL, "champion")
-    ending = [e for e in registry.history(MODEL) if e.details.get("run_id") == name]
-    why = ending[-1].reason if ending else ""
+    ending = [e for e in registry.history(MODEL) if e.details.get("run_id") == done["name"]]
+    evaluations = [e.details["evaluation"] for e in ending if e.details.get("evaluation")]
     return {
         "name": title,
         "outcome": f"{done['last_state']}; champion v{champion}; live {alias_split(stack)}",
-        "why": why,
+        "why": ending[-1].reason if ending else "",
+        "gate": gate_summary(evaluations[0]) if evaluations else "",
         "seconds": time.perf_counter() - t0,
         "execution": done["name"],
     }
+
+
+def gate_summary(evaluation: dict[str, Any]) -> str:
+    """The gate's figures in one line: how far the challenger was from the champion, where."""
+    metric = evaluation["primary_metric"]
+    parts = [
+        f"{metric} {evaluation['challenger'][metric]:.3f} vs champion {evaluation['champion'][metric]:.3f} "
+        f"on {evaluation['holdout_rows']} recent rows"
+    ]
+    if evaluation.get("golden_rows"):
+        new, old = evaluation["golden_challenger"], evaluation["golden_champion"]
+        parts.append(f"{new[metric]:.3f} vs {old[metric]:.3f} on {evaluation['golden_rows']} golden rows")
+        if "log_loss" in new:
+            parts.append(f"golden log_loss {new['log_loss']:.3f} vs {old['log_loss']:.3f}")
+    return "; ".join(parts)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -259,7 +315,7 @@ def run(state_dir: Path | None = None) -> int:
         traffic.burst(400, 0.0, 0.0)
         progress.step("the world changes: drifted traffic (covariate 1.0, concept 0.6) with feedback")
         traffic.burst(1200, 1.0, 0.6)
-        time.sleep(3)  # let the capture consumer write the last batches
+        wait_for_dataset(stack, traffic.labelled)
         traffic.shift = (1.0, 0.6)
         progress.step(f"{traffic.sent} predictions served, {traffic.labelled} labelled; evaluating drift")
         options = {
@@ -284,18 +340,13 @@ def run(state_dir: Path | None = None) -> int:
         progress.step(f"trigger: {decision['action']} ({decision['message']})")
         if not decision.get("execution_arn"):
             raise LoopmlError("the drift function did not start a retraining")
-        traffic.start()
-        t0 = time.perf_counter()
-        done = wait_for_execution(stack, decision["execution_arn"], progress, timeline, 240)
+        # Traffic resumes when the canary is out: the challenger is trained and gated on exactly the feedback
+        # above, whatever the machine's speed (background traffic during Prepare made the data a race).
+        title = "round 1: drift detected, retrain, canary, promote"
         rounds.append(
-            {
-                "name": "round 1: drift detected, retrain, canary, promote",
-                "outcome": f"{done['last_state']} (execution {done['status'].lower()})",
-                "seconds": time.perf_counter() - t0,
-                "execution": done["name"],
-            }
+            follow_round(stack, title, decision["execution_arn"], progress, timeline, {"DeployCanary": traffic.start})
         )
-        progress.step(f"round 1 ended in {done['last_state']}; live: {alias_split(stack)}")
+        progress.step(f"round 1 ended in {rounds[-1]['outcome']}")
 
         progress.step("round 2: a deliberately worse challenger (near-constant), primary-metric tolerance wide open")
         common = {
@@ -330,6 +381,8 @@ def run(state_dir: Path | None = None) -> int:
     print()
     for outcome in rounds:
         print(f"{outcome['name']}: {outcome['outcome']} in {outcome['seconds']:.0f}s")
+        if outcome.get("gate"):
+            print(f"  gate: {outcome['gate']}")
         if outcome.get("why"):
             print(f"  why: {outcome['why'][:300]}")
     print("\ntraffic split of alias live over time:")
