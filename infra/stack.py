@@ -80,7 +80,12 @@ class LoopmlStack(Stack):
         self.tables = Tables(self, "Tables", deployment=deployment, tables=topology.tables, resources=resources)
         self.buckets.add_notifications(topology, resources)
         self.secrets = Secrets(self, "Secrets", deployment=deployment, secrets=topology.secrets, resources=resources)
-        self.layers = list(layers) if layers is not None else Layers(self, "Layers", deployment=deployment).all
+        # tests pass one list for every function; synth builds each layer set
+        self.layer_sets: Mapping[str, Sequence[lambda_.ILayerVersion]] = (
+            Layers(self, "Layers", deployment=deployment).sets
+            if layers is None
+            else {kind: list(layers) for kind in ("full", "slim", "compile")}
+        )
         self.api = LoopmlApi(self, "Api", deployment=deployment)
         self.functions: dict[str, LoopmlFunction] = {}
         for spec in topology.functions:
@@ -109,6 +114,6 @@ class LoopmlStack(Stack):
             spec=spec,
             deployment=self.deployment,
             resources=self.resources,
-            layers=self.layers,
+            layers=self.layer_sets[spec.layer_set],
             api=self.api,
         )

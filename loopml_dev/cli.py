@@ -317,12 +317,20 @@ def _publish(args: argparse.Namespace, store: Any, trained: Any, reason: str) ->
     from loopml.registration import publish
 
     _print_metrics(trained.metrics.model_dump())
+    _print_compiled(trained)
+    served = args.local and args.model in _local_lanes(args.aws_port)
+    if trained.compiled is None and _declared_runtime(args, served) == "compiled":
+        raise UsageError(
+            f"{args.model} is served by the compiled runtime, which cannot serve this model: "
+            f"{trained.not_compiled}. Declare ModelSpec(name={args.model!r}, runtime='sklearn') in "
+            "loopml.topology MODELS; nothing was registered"
+        )
     if store is None:
         print("not registered (pass --local, --bucket or --folder to register this model)")
         return 0
     meta = publish(store, trained, args.model, args.data.read_bytes(), args.data.name, _actor(), args.new_schema)
     print(f"registered {args.model} v{meta.version} (sha256 {meta.artifact_sha256[:12]}…) in {store.uri('')}")
-    if args.champion and args.local and args.model in _local_lanes(args.aws_port):
+    if args.champion and served:
         # What the CLI says is what is served: the same promotion as `loopml promote`.
         promotion = _promotion(args.aws_port, args.model)
         _print_served(promotion.promote(args.model, meta.version, _actor(), reason))
@@ -337,6 +345,29 @@ def _publish(args: argparse.Namespace, store: Any, trained: Any, reason: str) ->
         )
         print(f"{args.model} champion -> v{meta.version} (registry alias; {where})")
     return 0
+
+
+def _declared_runtime(args: argparse.Namespace, served: bool) -> str | None:
+    """The runtime of the function that will serve the model: the running local lane's, else the
+    declaration's (None: no declared model of that name)."""
+    if served:
+        from loopml.inference.models import served_runtime
+
+        return served_runtime(_promotion(args.aws_port, args.model).alias.environment())
+    from loopml.topology import TOPOLOGY
+
+    return {m.name: m.runtime for m in TOPOLOGY.models}.get(args.model)
+
+
+def _print_compiled(trained: Any) -> None:
+    if trained.compiled is None:
+        print(f"compiled: no ({trained.not_compiled}); the scikit-learn runtime can serve it")
+        return
+    parity = trained.compiled.parity
+    print(
+        f"compiled: ONNX, parity on {parity.rows} reference rows: max difference {parity.max_abs_diff:.2g} "
+        f"(tolerance {parity.tolerance:g}, {parity.family}), {parity.label_mismatches} labels differ"
+    )
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
@@ -542,6 +573,18 @@ def _models_show(args: argparse.Namespace) -> int:
     print(f"  features     {len(schema.features)} ({', '.join(schema.names)}); target {schema.target} {schema.classes}")
     print(f"  libraries    {', '.join(f'{k} {v}' for k, v in sorted(meta.library_versions.items()))}")
     print(f"  artifact     {meta.artifact_key} sha256 {meta.artifact_sha256[:16]}… {integrity}")
+    if meta.compiled is None:
+        print(f"  compiled     no: {meta.not_compiled or 'registered before compilation'} (scikit-learn runtime only)")
+        return 0
+    compiled = meta.compiled
+    found = hashlib.sha256(registry.compiled_artifact(meta)).hexdigest()
+    state = "verified" if found == compiled.sha256 else f"TAMPERED (compiled form's SHA-256 is {found})"
+    print(f"  compiled     {compiled.key} sha256 {compiled.sha256[:16]}… {state}")
+    parity = compiled.parity
+    print(
+        f"  parity       max difference {parity.max_abs_diff:.2g} on {parity.rows} reference rows (tolerance "
+        f"{parity.tolerance:g}, {parity.family}); {parity.label_mismatches} labels differ"
+    )
     return 0
 
 

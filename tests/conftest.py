@@ -67,8 +67,9 @@ def load_handler(function: str, module_name: str | None = None) -> ModuleType:
 
 
 def make_metadata(trained: TrainedModel, model: str = "default", version: int = 0) -> Any:
-    """Registry metadata for a trained model without a reference profile (unit tests of the registry)."""
-    from loopml.registry import DataLineage, ModelMetadata
+    """Registry metadata for a trained model without a reference profile (unit tests of the registry),
+    with its compiled form's parity when it has one (register with ``trained.register``)."""
+    from loopml.registry import CompiledForm, DataLineage, ModelMetadata
 
     return ModelMetadata(
         model=model,
@@ -83,6 +84,8 @@ def make_metadata(trained: TrainedModel, model: str = "default", version: int = 
         artifact_sha256="",
         artifact_key="",
         explainer="linear",
+        compiled=CompiledForm(parity=trained.compiled.parity) if trained.compiled else None,
+        not_compiled=trained.not_compiled,
     )
 
 

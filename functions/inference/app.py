@@ -23,6 +23,7 @@ settings = InferenceSettings.load()
 service = wiring.model_service(settings)
 capture = wiring.capture_buffer(settings)
 hash_subject = subject_hasher(settings.subject_key, settings.subject_key_secret_arn)
+wiring.refresh_on_restore(hash_subject)
 wiring.warm_up(service)
 
 app = api_resolver()

@@ -103,6 +103,8 @@ class LoopmlFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             role=self.role,
             log_group=self.log_group,
+            # restored environments refresh seeds, clients and the subject key (loopml.restore)
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.snap_start else None,
         )
         for grant in spec.grants:
             resources.grant(grant, self.role)

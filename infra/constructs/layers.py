@@ -51,7 +51,7 @@ class _BuildLayer:
     def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
         command = [sys.executable, str(BUILD_SCRIPT), "--only", self.which, "--arch", self.arch]
         subprocess.run([*command, "--out", str(self.out)], check=True, stdout=sys.stderr)
-        name = "loopml" if self.which == "loopml" else f"deps-{self.arch}"
+        name = "loopml" if self.which == "loopml" else f"{self.which}-{self.arch}"
         shutil.copytree(self.out / name, output_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
         return True
 
@@ -65,7 +65,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 class Layers(Construct):
-    """``loopml`` (the library without its dev-only parts) and ``deps`` (pinned wheels for 3.12)."""
+    """``loopml`` (the library without its dev-only parts) and the dependency layers (pinned wheels for
+    3.12): ``deps`` (full), ``serving`` (slim: onnxruntime, no scikit-learn), ``compile`` (skl2onnx)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment) -> None:
         super().__init__(scope, construct_id)
@@ -82,19 +83,37 @@ class Layers(Construct):
             compatible_runtimes=runtimes,
             compatible_architectures=architectures,
         )
-        self.deps = lambda_.LayerVersion(
-            self,
-            "Deps",
-            layer_version_name=deployment.name(f"deps-{arch}"),
-            description="scikit-learn, pydantic, Powertools, pinned to the training environment",
-            code=_asset("deps", arch, builder.deps_plan(arch).digest),
-            compatible_runtimes=runtimes,
-            compatible_architectures=architectures,
-        )
+        descriptions = {
+            "deps": "scikit-learn, onnxruntime, pydantic, Powertools, pinned to the training environment",
+            "serving": "onnxruntime, numpy, pydantic, Powertools: compiled serving, no scikit-learn",
+            "compile": "skl2onnx and onnx: compiling models at registration (on top of deps)",
+        }
+        made = {
+            kind: lambda_.LayerVersion(
+                self,
+                kind.capitalize(),
+                layer_version_name=deployment.name(f"{kind}-{arch}"),
+                description=text,
+                code=_asset(kind, arch, builder.deps_plan(arch, kind=kind).digest),
+                compatible_runtimes=runtimes,
+                compatible_architectures=architectures,
+            )
+            for kind, text in descriptions.items()
+        }
+        self.deps, self.serving, self.compile = made["deps"], made["serving"], made["compile"]
 
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
         return [self.deps, self.loopml]
+
+    @property
+    def sets(self) -> dict[str, list[lambda_.ILayerVersion]]:
+        """Each ``FunctionSpec.layer_set`` as layers, in path order (``layers/build.py`` FUNCTION_LAYERS)."""
+        return {
+            "full": [self.deps, self.loopml],
+            "slim": [self.serving, self.loopml],
+            "compile": [self.deps, self.compile, self.loopml],
+        }
 
 
 def _asset(which: str, arch: str, digest: str) -> lambda_.Code:

@@ -64,6 +64,10 @@ class IntegrityError(LoopmlError):
     """An artifact's SHA-256 does not match the one recorded when it was registered."""
 
 
+class Unservable(LoopmlError):
+    """A model version the function's runtime cannot serve (no compiled form for the compiled runtime)."""
+
+
 class ModelUnavailable(LoopmlError):
     """The model cannot be served right now (not loadable, and no verified copy to fall back on)."""
 

@@ -6,7 +6,7 @@ and the S3 notifications with the prefixes, and the CDK app turns those grants i
 
 ::
 
-    models/<model>/v<N>/model.joblib(.sha256), metadata.json, .claim   the registry: immutable versions
+    models/<model>/v<N>/model.joblib|onnx(.sha256), metadata.json, .claim   the registry: immutable versions
     models/<model>/aliases/<alias>.json, history/<stamp>.json          aliases and the deployment history
     models/<model>/drift/config.json, latest.json                      drift config, latest run
     models/<model>/drift/v<N>/reports/<run>.json|html, history/<run>   reports and compact history
@@ -59,6 +59,7 @@ def covers(prefix: str, key: str) -> bool:
 
 # --- the registry ----------------------------------------------------------------------------------
 ARTIFACT = "model.joblib"
+COMPILED = "model.onnx"  # the compiled form (loopml.compiled): no pickle
 METADATA = "metadata.json"
 
 

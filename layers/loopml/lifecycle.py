@@ -28,6 +28,28 @@ def register_post_invoke(hook: Callable[[], None]) -> None:
     _start_extension_if_on_lambda()
 
 
+_restore_hooks: list[Callable[[], None]] = []
+
+
+def register_after_restore(hook: Callable[[], None]) -> None:
+    """Run ``hook`` in every environment Lambda SnapStart restores from the snapshot (the runtime's
+    ``snapshot_restore_py``); where there is no SnapStart it runs only through ``run_after_restore``."""
+    if hook in _restore_hooks:
+        return
+    _restore_hooks.append(hook)
+    try:
+        from snapshot_restore_py import register_after_restore as on_restore  # the Lambda runtime's
+    except ImportError:
+        return
+    on_restore(hook)
+
+
+def run_after_restore() -> None:
+    """What the runtime does after a restore (tests and drills call it)."""
+    for hook in list(_restore_hooks):
+        hook()
+
+
 def run_post_invoke() -> None:
     for hook in list(_hooks):
         try:

@@ -8,13 +8,16 @@ partition.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, WithJsonSchema
 
 from loopml.errors import InvalidInput
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# What a model's inference function loads: its compiled form (loopml.compiled, onnxruntime, the slim
+# layer) or its pickle (scikit-learn, the full layer). Declared per model (loopml.topology.ModelSpec).
+Runtime = Literal["compiled", "sklearn"]
 
 
 def validate_model_name(model: str) -> str:

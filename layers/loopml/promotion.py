@@ -18,15 +18,18 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from loopml.errors import IntegrityError, NotFound, VersionConflict
-from loopml.inference.models import pinned_environment
-from loopml.registry import HistoryEvent, ModelRegistry
+from loopml.errors import IntegrityError, NotFound, Unservable, VersionConflict
+from loopml.inference.models import pinned_environment, served_runtime
+from loopml.names import Runtime
+from loopml.registry import HistoryEvent, ModelMetadata, ModelRegistry, servable
 
 
 class Routing(Protocol):
     """The inference function's alias (``loopml.retrain.adapters.InferenceAlias``)."""
 
     def routing(self) -> tuple[str, dict[str, float]]: ...
+
+    def environment(self, qualifier: str = "$LATEST") -> dict[str, str]: ...
 
     def publish(self, variables: dict[str, str], description: str) -> str: ...
 
@@ -101,11 +104,18 @@ class Promotion:
     ) -> Served:
         """Verify ``version``, publish a Lambda version pinned to it, and serve it."""
         meta = self.registry.metadata(model, version)  # ModelNotFound names a version that does not exist
-        digest = hashlib.sha256(self.registry.artifact(meta)).hexdigest()
-        if digest != meta.artifact_sha256:
+        runtime = self.check_servable(meta)
+        # the form the function's runtime loads: the compiled one, or the pickle
+        data, expected = (
+            (self.registry.compiled_artifact(meta), meta.compiled.sha256)
+            if runtime == "compiled" and meta.compiled
+            else (self.registry.artifact(meta), meta.artifact_sha256)
+        )
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
             raise IntegrityError(
-                f"{model} v{version} is refused: its artifact's SHA-256 {digest} is not the registered "
-                f"{meta.artifact_sha256}"
+                f"{model} v{version} is refused: its {'compiled form' if runtime == 'compiled' else 'artifact'}'s "
+                f"SHA-256 {digest} is not the registered {expected}"
             )
         primary, weights = self.alias.routing()
         if weights and not force:
@@ -116,6 +126,14 @@ class Promotion:
             )
         lambda_version = self.alias.publish(pinned_environment(version), f"{model} v{version}: {reason}")
         return self.serve(model, version, lambda_version, actor, reason, action=action)
+
+    def check_servable(self, meta: ModelMetadata) -> Runtime:
+        """The function's declared runtime; Unservable, naming why, when it cannot serve this version."""
+        runtime = served_runtime(self.alias.environment())
+        reason = servable(meta, runtime)
+        if reason:
+            raise Unservable(f"{meta.model} is refused: {reason}")
+        return runtime
 
     def previous_champion(self, model: str) -> int:
         """The champion before the current one, from the registry's history."""

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from loopml import keys
 from loopml.data import sha256_hex, write_csv
 from loopml.errors import InvalidInput
-from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, serialize_bundle
+from loopml.registry import DataLineage, ModelMetadata, ModelRegistry
 from loopml.schema import (
     MAX_CLASSES,
     FeatureKind,
@@ -222,7 +222,7 @@ def publish(
     store.put(key, data)
     lineage = DataLineage(uri=store.uri(key), sha256=digest, rows=len(trained.reference_labels))
     meta = metadata_for(trained, model, lineage, actor, parent_version)
-    return ModelRegistry(store).register(meta, serialize_bundle(trained.bundle), new_contract=new_contract)
+    return trained.register(ModelRegistry(store), meta, new_contract)
 
 
 def columns_of(x: Any, y: Any = None, target: str | None = None) -> tuple[dict[str, list[Any]], str]:

@@ -5,12 +5,14 @@ Layout under ``models/<model>/``::
     v<N>/.claim               written first with if-none-match: whoever creates it owns number N
     v<N>/model.joblib         the pickled bundle
     v<N>/model.joblib.sha256  its SHA-256 (hex), also recorded in metadata.json
+    v<N>/model.onnx(.sha256)  the compiled form, when the model converts (loopml.compiled): no pickle
     v<N>/metadata.json        written last: a version exists once this object does
     aliases/<alias>.json      champion, challenger: which version, since when, why
     history/<ts>-<id>.json    one immutable object per event (registered, alias moved, rolled back...)
 
 Pickles run code when loaded, so ``load_bundle`` verifies the artifact's SHA-256 against the one
-recorded at registration before unpickling anything.
+recorded at registration before unpickling anything; the compiled form is verified the same way before
+onnxruntime parses it. joblib is imported only to unpickle: the compiled runtime never loads it.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import joblib
 from pydantic import BaseModel, Field
 
 from loopml import keys
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, VersionConflict
-from loopml.names import validate_model_name
+from loopml.names import Runtime, validate_model_name
 from loopml.schema import FeatureSchema, contract_changes
 from loopml.store import ObjectStore
 
@@ -44,6 +45,24 @@ class DataLineage(BaseModel):
     uri: str
     sha256: str
     rows: int
+
+
+class Parity(BaseModel):
+    """How closely the compiled form scored the reference rows (``loopml.compilation``)."""
+
+    family: str  # linear, trees, other: which tolerance applies
+    rows: int
+    max_abs_diff: float  # probabilities; regression: relative to the largest value's magnitude
+    tolerance: float
+    label_mismatches: int = 0
+
+
+class CompiledForm(BaseModel):
+    """The version's ONNX file: where it is, its SHA-256 (verified before loading), its parity."""
+
+    key: str = ""
+    sha256: str = ""
+    parity: Parity
 
 
 class ModelMetadata(BaseModel):
@@ -61,6 +80,21 @@ class ModelMetadata(BaseModel):
     artifact_sha256: str
     artifact_key: str
     explainer: Literal["linear", "occlusion"]
+    compiled: CompiledForm | None = None  # None: the scikit-learn runtime only; ``not_compiled`` says why
+    not_compiled: str | None = None
+
+
+def servable(meta: ModelMetadata, runtime: Runtime) -> str | None:
+    """Why ``runtime`` cannot serve this version, or None: the compiled runtime needs a compiled form."""
+    if runtime == "compiled" and meta.compiled is None:
+        why = meta.not_compiled or "registered before compilation"
+        which = f"v{meta.version}" if meta.version else "this version"
+        return (
+            f"model {meta.model!r} {which} has no compiled form ({why}) and its inference function runs "
+            "the compiled runtime: declare runtime='sklearn' for this model (loopml.topology ModelSpec), or "
+            "register a model that converts"
+        )
+    return None
 
 
 class AliasRecord(BaseModel):
@@ -138,6 +172,8 @@ def library_versions() -> dict[str, str]:
 
 
 def serialize_bundle(bundle: dict[str, Any]) -> bytes:
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(bundle, buffer, compress=3)
     return buffer.getvalue()
@@ -171,6 +207,8 @@ def verify_and_load(
     reason = sklearn_mismatch((saved_with or {}).get("scikit-learn"), where)
     if reason:
         raise IntegrityError(reason)
+    import joblib
+
     bundle = joblib.load(io.BytesIO(data))
     if not isinstance(bundle, dict) or "pipeline" not in bundle:
         raise IntegrityError(f"{where}: not a loopml model bundle")
@@ -201,13 +239,20 @@ class ModelRegistry:
         )
 
     def register(
-        self, metadata: ModelMetadata, artifact: bytes, max_attempts: int = 50, new_contract: bool = False
+        self,
+        metadata: ModelMetadata,
+        artifact: bytes,
+        max_attempts: int = 50,
+        new_contract: bool = False,
+        compiled: bytes | None = None,
     ) -> ModelMetadata:
         """Allocate the next free version number atomically, upload, then publish the metadata.
 
-        ``metadata.version``, ``artifact_sha256`` and ``artifact_key`` are filled in here. A version whose
-        features or target differ from the champion's (``schema.contract_changes``) is refused with the
-        differences listed, unless ``new_contract``: callers and stored feedback rely on the champion's.
+        ``metadata.version``, ``artifact_sha256`` and ``artifact_key`` are filled in here, and with
+        ``compiled`` (the ONNX bytes, whose parity ``metadata.compiled`` records) its key and SHA-256.
+        A version whose features or target differ from the champion's (``schema.contract_changes``) is
+        refused with the differences listed, unless ``new_contract``: callers and stored feedback rely on
+        the champion's.
         """
         model = validate_model_name(metadata.model)
         if not new_contract:
@@ -227,9 +272,21 @@ class ModelRegistry:
         digest = hashlib.sha256(artifact).hexdigest()
         self._store.put(base + ARTIFACT, artifact, if_none_match=True)
         self._store.put(base + ARTIFACT + ".sha256", f"{digest}  {ARTIFACT}\n".encode(), if_none_match=True)
-        final = metadata.model_copy(
-            update={"version": candidate, "artifact_sha256": digest, "artifact_key": base + ARTIFACT}
-        )
+        update: dict[str, Any] = {"version": candidate, "artifact_sha256": digest, "artifact_key": base + ARTIFACT}
+        if compiled is not None:
+            if metadata.compiled is None:
+                raise InvalidInput("a compiled form is registered with its parity (metadata.compiled)")
+            onnx_digest = hashlib.sha256(compiled).hexdigest()
+            self._store.put(base + keys.COMPILED, compiled, if_none_match=True)
+            self._store.put(
+                base + keys.COMPILED + ".sha256", f"{onnx_digest}  {keys.COMPILED}\n".encode(), if_none_match=True
+            )
+            update["compiled"] = metadata.compiled.model_copy(
+                update={"key": base + keys.COMPILED, "sha256": onnx_digest}
+            )
+        else:
+            update["compiled"] = None
+        final = metadata.model_copy(update=update)
         self._store.put(base + keys.METADATA, final.model_dump_json(indent=1).encode(), if_none_match=True)
         self.record(
             HistoryEvent(
@@ -271,6 +328,15 @@ class ModelRegistry:
             return self._store.get(metadata.artifact_key)
         except NotFound:
             raise IntegrityError(f"artifact {metadata.artifact_key} is missing") from None
+
+    def compiled_artifact(self, metadata: ModelMetadata) -> bytes:
+        """The version's ONNX bytes (unverified: ``loopml.compiled.CompiledModel`` checks the SHA-256)."""
+        if metadata.compiled is None:
+            raise IntegrityError(f"model {metadata.model!r} v{metadata.version} has no compiled form")
+        try:
+            return self._store.get(metadata.compiled.key)
+        except NotFound:
+            raise IntegrityError(f"compiled form {metadata.compiled.key} is missing") from None
 
     def load_bundle(self, model: str, version: int) -> tuple[dict[str, Any], ModelMetadata, bytes]:
         meta = self.metadata(model, version)

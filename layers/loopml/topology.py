@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from loopml import keys
-from loopml.names import lane_function, lane_prefix
+from loopml.names import Runtime, lane_function, lane_prefix
 
 ResourceKind = Literal["bucket", "queue", "table", "state_machine", "function", "secret"]
 Attribute = Literal["name", "url", "arn"]
@@ -21,6 +21,7 @@ Access = Literal[
     "read", "write", "read_write", "send", "consume", "start", "respond", "update_function", "invoke", "watch"
 ]
 Auth = Literal["none", "api_key", "iam"]
+LayerSet = Literal["full", "slim", "compile"]
 MODELS_BUCKET = "models"  # its key layout is loopml.keys'
 
 # What each kind of resource can be granted, and which attributes a ref may take; CDK applies each
@@ -169,6 +170,10 @@ class FunctionSpec(BaseModel, frozen=True):
     schedules: tuple[Schedule, ...] = ()
     execution_watches: tuple[ExecutionWatch, ...] = ()
     alias: str = "live"
+    # which layers the function runs with (layers/build.py FUNCTION_LAYERS): full (scikit-learn), slim
+    # (onnxruntime, no scikit-learn: compiled-runtime inference), compile (full + skl2onnx: registers models)
+    layer_set: LayerSet = "full"
+    snap_start: bool = False  # Lambda SnapStart on published versions (AWS; the local stack cold-starts)
 
     @property
     def folder(self) -> str:
@@ -183,7 +188,15 @@ class ModelSpec(BaseModel, frozen=True):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     drift_every_minutes: int = Field(60, ge=5)
-    memory_mb: int = Field(2048, ge=128, le=10240)
+    # compiled: onnxruntime and the slim layer, no scikit-learn (FACTS.md: 0.5 GB is plenty); sklearn: the
+    # pickle and the full layer, for a model that does not convert (registration says why)
+    runtime: Runtime = "compiled"
+    memory_mb: int | None = Field(None, ge=128, le=10240)  # default: 512 compiled, 2048 sklearn
+    snap_start: bool = False  # AWS only: Lambda SnapStart on published versions (loopml.restore hooks)
+
+    @property
+    def memory(self) -> int:
+        return self.memory_mb or (512 if self.runtime == "compiled" else 2048)
 
 
 class StateMachineSpec(BaseModel, frozen=True):
@@ -330,9 +343,16 @@ def inference_lane(model: ModelSpec, first_model: str) -> FunctionSpec:
         name=lane_function("inference", first_model, model.name),
         code="inference",
         description=f"Serves {model.name}: predictions with confidence, explanations and graceful degradation.",
-        memory_mb=model.memory_mb,
+        memory_mb=model.memory,
         timeout_s=29,
-        environment={**_POWERTOOLS, "POWERTOOLS_SERVICE_NAME": "inference", "MODEL_NAME": model.name},
+        layer_set="slim" if model.runtime == "compiled" else "full",
+        snap_start=model.snap_start,
+        environment={
+            **_POWERTOOLS,
+            "POWERTOOLS_SERVICE_NAME": "inference",
+            "MODEL_NAME": model.name,
+            "MODEL_RUNTIME": model.runtime,
+        },
         resources={
             "MODEL_BUCKET": Ref(kind="bucket", name="models"),
             "CAPTURE_QUEUE_URL": Ref(kind="queue", name="capture", attribute="url"),
@@ -422,6 +442,7 @@ def declaration(models: tuple[ModelSpec, ...] = MODELS) -> Topology:
                 description="Retraining steps (prepare, train, gate, canary, promote, roll back) and approvals.",
                 memory_mb=3008,
                 timeout_s=900,
+                layer_set="compile",  # registers challengers: compiles them to ONNX
                 environment={
                     **_POWERTOOLS,
                     "POWERTOOLS_SERVICE_NAME": "retrain",

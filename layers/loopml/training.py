@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -31,12 +31,20 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from loopml.compilation import Compiled, compile_or_reason
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.registry import DataLineage, ModelMetadata, ModelRegistry, library_versions, serialize_bundle
+from loopml.params import ModelType, TrainingParams
+from loopml.registry import (
+    CompiledForm,
+    DataLineage,
+    ModelMetadata,
+    ModelRegistry,
+    library_versions,
+    serialize_bundle,
+)
 from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, Task, encode_targets, to_matrix
 from loopml.user_model import UserModel, refit_copy
 
-ModelType = Literal["logistic_regression", "ridge", "hist_gradient_boosting", "random_forest", "user_estimator"]
 RECIPES: dict[Task, tuple[ModelType, ...]] = {
     "classification": ("logistic_regression", "hist_gradient_boosting", "random_forest"),
     "regression": ("ridge", "hist_gradient_boosting", "random_forest"),
@@ -44,19 +52,6 @@ RECIPES: dict[Task, tuple[ModelType, ...]] = {
 INTERVAL_COVERAGE = 0.9  # of a regression prediction's interval (split-conformal on validation residuals)
 MIN_ROWS = 50
 MIN_PER_CLASS = 5
-
-
-class TrainingParams(BaseModel, extra="forbid"):
-    model_type: ModelType = "logistic_regression"
-    regularization_c: float = Field(1.0, gt=0)
-    max_iter: int = Field(1000, ge=10)
-    n_estimators: int = Field(100, ge=1, le=2000)
-    max_depth: int | None = Field(None, ge=1)
-    learning_rate: float = Field(0.1, gt=0, le=1)
-    validation_fraction: float = Field(0.2, gt=0.05, lt=0.5)
-    seed: int = 42
-    estimator: str | None = None  # user_estimator: what it is, as ``user_model.describe`` writes it
-    estimator_params: dict[str, Any] = Field(default_factory=dict)  # user_estimator: set_params overrides
 
 
 class ValidationMetrics(BaseModel):
@@ -89,6 +84,17 @@ class TrainedModel:
     reference_proba: np.ndarray  # regression: the predicted values
     reference_labels: list[Any]
     notes: list[str] = field(default_factory=list)  # what the user should know (columns left out, ...)
+    compiled: Compiled | None = None  # the ONNX form, verified on the reference rows (loopml.compilation)
+    not_compiled: str | None = None  # why there is none
+
+    def register(self, registry: ModelRegistry, meta: ModelMetadata, new_contract: bool = False) -> ModelMetadata:
+        """The version, with its compiled form when it has one: the one way a trained model is registered."""
+        return registry.register(
+            meta,
+            serialize_bundle(self.bundle),
+            new_contract=new_contract,
+            compiled=self.compiled.onnx if self.compiled else None,
+        )
 
 
 def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
@@ -242,16 +248,18 @@ def trained_model(
     if isinstance(pipeline, Pipeline) and hasattr(pipeline.named_steps.get("model"), "coef_"):
         bundle["background"] = pipeline.named_steps["prep"].transform(reference).mean(axis=0)
         bundle["feature_groups"] = feature_groups(pipeline, schema)
+    expected = pipeline.predict(reference).astype(float) if schema.regression else pipeline.predict_proba(reference)
+    compiled, not_compiled = compile_or_reason(pipeline, schema, bundle, reference, expected)
     return TrainedModel(
         bundle=bundle,
         schema=schema,
         params=params,
         metrics=metrics,
         reference_matrix=reference,
-        reference_proba=pipeline.predict(reference).astype(float)
-        if schema.regression
-        else pipeline.predict_proba(reference),
+        reference_proba=expected,
         reference_labels=reference_labels,
+        compiled=compiled,
+        not_compiled=not_compiled,
     )
 
 
@@ -401,6 +409,8 @@ def metadata_for(
         artifact_sha256="",
         artifact_key="",
         explainer=explainer,
+        compiled=CompiledForm(parity=trained.compiled.parity) if trained.compiled else None,
+        not_compiled=trained.not_compiled,
     )
 
 
@@ -415,5 +425,4 @@ def train_and_register(
     parent_version: int | None = None,
 ) -> ModelMetadata:
     trained = train(columns, schema, params)
-    meta = metadata_for(trained, model, data, actor, parent_version)
-    return registry.register(meta, serialize_bundle(trained.bundle))
+    return trained.register(registry, metadata_for(trained, model, data, actor, parent_version))

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopml_dev import datasets
 from loopml_dev.bench.common import moto_server
 from loopml_dev.local import unshipped
 from loopml_dev.local.context import StubContext
@@ -54,16 +55,27 @@ def _time(fn: Callable[[], Any], calls: int, after: Callable[[], None] | None = 
     return samples
 
 
-def _prepare(endpoint: str, cache: Path) -> tuple[dict[str, str], Any]:
-    """Train a recipe and register it and a user's pipeline in the moto server; return the function's
-    environment and the user's fitted pipeline."""
+# Every built-in recipe (classification on the loan data, regression of ``loan_amount`` from the same columns)
+# and a user's pipeline, each registered as its own model and served by the compiled runtime.
+RECIPE_MODELS = {
+    "logistic-regression": ("logistic_regression", datasets.TARGET),
+    "hist-gradient-boosting": ("hist_gradient_boosting", datasets.TARGET),
+    "random-forest": ("random_forest", datasets.TARGET),
+    "ridge": ("ridge", "loan_amount"),
+    "hgb-regressor": ("hist_gradient_boosting", "loan_amount"),
+    "forest-regressor": ("random_forest", "loan_amount"),
+}
+
+
+def _prepare(endpoint: str, cache: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Train each recipe and register it and a user's pipeline in the moto server; return the function's
+    environment and, per model, the fitted scikit-learn model the baseline calls."""
     import boto3
 
     from loopml.adapters.s3 import S3ObjectStore
     from loopml.registry import DataLineage, ModelRegistry
     from loopml.schema import infer_schema
-    from loopml.training import TrainingParams, train_and_register
-    from loopml_dev import datasets
+    from loopml.training import TrainingParams, metadata_for, train
 
     creds: dict[str, Any] = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
     s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
@@ -71,17 +83,17 @@ def _prepare(endpoint: str, cache: Path) -> tuple[dict[str, str], Any]:
     queue = boto3.client("sqs", endpoint_url=endpoint, **creds).create_queue(QueueName="bench-capture")["QueueUrl"]
     columns = datasets.loan_default(5000, seed=42)
     registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
-    train_and_register(
-        registry,
-        columns,
-        infer_schema(columns, datasets.TARGET),
-        TrainingParams(),
-        "default",
-        DataLineage(uri="bench://loan", sha256="0" * 64, rows=5000),
-        actor="bench",
-    )
-    registry.set_alias("default", "champion", 1, actor="bench", reason="bench")
-    user_model = _register_user_model(S3ObjectStore(s3, BUCKET), columns)
+    baselines: dict[str, Any] = {}
+    for model, (model_type, target) in RECIPE_MODELS.items():
+        data = columns if target == datasets.TARGET else {k: v for k, v in columns.items() if k != datasets.TARGET}
+        trained = train(data, infer_schema(data, target), TrainingParams(model_type=model_type))
+        if trained.compiled is None:
+            raise RuntimeError(f"recipe {model_type} did not compile: {trained.not_compiled}")
+        lineage = DataLineage(uri="bench://loan", sha256="0" * 64, rows=5000)
+        trained.register(registry, metadata_for(trained, model, lineage, "bench"))
+        registry.set_alias(model, "champion", 1, actor="bench", reason="bench")
+        baselines[model] = trained.bundle["pipeline"]
+    baselines[USER_MODEL] = _register_user_model(S3ObjectStore(s3, BUCKET), columns)
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "bench",
@@ -91,11 +103,12 @@ def _prepare(endpoint: str, cache: Path) -> tuple[dict[str, str], Any]:
         "CAPTURE_QUEUE_URL": queue,
         "MODEL_NAME": "default",
         "MODEL_VERSION": "champion",
+        "MODEL_RUNTIME": "compiled",
         "CACHE_DIR": str(cache),
         "POWERTOOLS_SERVICE_NAME": "inference",
         "POWERTOOLS_METRICS_NAMESPACE": "loopml",
         "LOOPML_LOCAL_RUNTIME": "1",
-    }, user_model
+    }, baselines
 
 
 USER_MODEL = "user"
@@ -132,19 +145,21 @@ def _register_user_model(store: Any, columns: dict[str, list[Any]]) -> Any:
 
     model = user_pipeline(columns)
     trained = prepare(model, columns, datasets.TARGET)
+    if trained.compiled is None:
+        raise RuntimeError(f"the user pipeline did not compile: {trained.not_compiled}")
     meta = publish(store, trained, USER_MODEL, write_csv(columns), "loans.csv", "bench")
     ModelRegistry(store).set_alias(USER_MODEL, "champion", meta.version, actor="bench", reason="bench")
-    return model
+    return model, trained.bundle["pipeline"]
 
 
-def _frame_call(matrix: Any, predictor: Any, estimator: Any) -> Callable[[], Any]:
+def _frame_call(matrix: Any, predictor: Any, estimator: Any, wrapped: Any) -> Callable[[], Any]:
     """``model.predict_proba(frame)`` on the same rows, as the user calls it (the frame built once)."""
     import pandas as pd
 
     from loopml.schema import FeatureKind
 
     schema = predictor.metadata.feature_schema
-    frame = pd.DataFrame(predictor.pipeline.values(matrix), columns=schema.names)
+    frame = pd.DataFrame(wrapped.values(matrix), columns=schema.names)
     for spec in schema.features:
         if spec.kind is FeatureKind.numeric:
             frame[spec.name] = frame[spec.name].astype(float)
@@ -155,8 +170,9 @@ def _frame_call(matrix: Any, predictor: Any, estimator: Any) -> Callable[[], Any
     return call
 
 
-def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = None) -> dict[str, Any]:
-    """``user_estimator``: the user's own pipeline, whose DataFrame call is the baseline of a user model."""
+def _warm(env: dict[str, str], model: str, baseline: Any) -> dict[str, Any]:
+    """``baseline``: the fitted scikit-learn model (a user model: the user's own pipeline and loopml's
+    wrapper of it; the user's DataFrame call is its baseline)."""
     import importlib.util
 
     os.environ.update({**env, "MODEL_NAME": model})
@@ -169,13 +185,19 @@ def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = Non
     spec.loader.exec_module(module)
     from loopml.lifecycle import run_post_invoke
 
-    single = json.loads(EVENT.read_text())
-    instance = json.loads(single["body"])["instance"]
-    batch = dict(single, body=json.dumps({"instances": [instance] * BATCH_ROWS}))
     predictor = module.service.current().predictor
+    if predictor.metadata.model != model or type(predictor.scorer).__name__ != "CompiledModel":
+        raise RuntimeError(f"{model}: the handler does not serve the compiled form")
+    event = json.loads(EVENT.read_text())
+    names = set(predictor.metadata.feature_schema.names)
+    instance = {k: v for k, v in json.loads(event["body"])["instance"].items() if k in names}
+    single = dict(event, body=json.dumps({"instance": instance}))
+    batch = dict(event, body=json.dumps({"instances": [instance] * BATCH_ROWS}))
     matrix, _ = predictor.validator.validate([instance])
     batch_matrix, _ = predictor.validator.validate([instance] * BATCH_ROWS)
-    pipeline = predictor.pipeline
+    user = model == USER_MODEL
+    estimator, pipeline = baseline if user else (None, baseline)
+    score = pipeline.predict if predictor.regression else pipeline.predict_proba
     ctx = StubContext("inference", memory_mb=2048)
     results: dict[str, Any] = {}
     with contextlib.redirect_stdout(io.StringIO()) as sink:
@@ -188,10 +210,10 @@ def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = Non
                 return module.handler(e, ctx)
 
             def array_call(m: Any = rows_matrix) -> Any:
-                return pipeline.predict_proba(m)
+                return score(m)
 
             # a user model's baseline is the user's own call on a DataFrame; the array call is shown beside it
-            bare_call = _frame_call(rows_matrix, predictor, user_estimator) if model == USER_MODEL else array_call
+            bare_call = _frame_call(rows_matrix, predictor, estimator, pipeline) if user else array_call
             _time(ours_call, 100, run_post_invoke)  # warm up
             _time(bare_call, 100)
             ours = _time(ours_call, calls, run_post_invoke)
@@ -199,7 +221,7 @@ def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = Non
             sink.seek(0)
             sink.truncate()
             results[label] = {"handler_us": _percentiles(ours), "bare_us": _percentiles(bare)}
-            if model == USER_MODEL:
+            if user:
                 results[label]["bare_array_us"] = _percentiles(_time(array_call, calls))
     status = module.handler(single, ctx)["statusCode"]
     if status != 200:
@@ -209,9 +231,10 @@ def _warm(env: dict[str, str], model: str = "default", user_estimator: Any = Non
 
 # Both children see what a Lambda sees: no pandas (the dev venv has it; scikit-learn would import it).
 AS_IN_LAMBDA = f"""
-import importlib.util
+import importlib.util, os
 _spec = importlib.util.spec_from_file_location("_unshipped", {str(Path(unshipped.__file__))!r})
-_hidden = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_hidden); _hidden.hide()
+_hidden = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_hidden)
+_hidden.hide(os.environ.get(_hidden.ENV, "").split(","))
 """
 COLD_CHILD = (
     AS_IN_LAMBDA
@@ -245,15 +268,23 @@ def _spawn(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def _cold(env: dict[str, str], cache: Path, runs: int = 5) -> dict[str, float]:
+def _cold(env: dict[str, str], cache: Path, model: str, runs: int = 5) -> dict[str, float]:
+    """The compiled-runtime handler sees what its slim layer holds: no scikit-learn, scipy or joblib."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "CAPTURE_"))}
-    child_env = {**base, **env}
+    base.pop(unshipped.ENV, None)
+    child_env = {**base, **env, "MODEL_NAME": model, unshipped.ENV: ",".join(unshipped.NOT_IN_SLIM)}
+    event = cache / "cold-event.json"
+    body = json.loads(json.loads(EVENT.read_text())["body"])["instance"]
+    if model in RECIPE_MODELS and RECIPE_MODELS[model][1] != datasets.TARGET:
+        body.pop(RECIPE_MODELS[model][1])
+    event.parent.mkdir(parents=True, exist_ok=True)
+    event.write_text(json.dumps({**json.loads(EVENT.read_text()), "body": json.dumps({"instance": body})}))
     ours, floor = [], []
     for i in range(runs):
-        child_env["CACHE_DIR"] = str(cache / f"cold{i}")  # a new environment has an empty /tmp
+        child_env["CACHE_DIR"] = str(cache / f"cold-{model}-{i}")  # a new environment has an empty /tmp
         ours.append(
             _spawn(
-                [sys.executable, "-c", COLD_CHILD, str(REPO / "functions/inference/app.py"), str(EVENT)],
+                [sys.executable, "-c", COLD_CHILD, str(REPO / "functions/inference/app.py"), str(event)],
                 child_env,
             )
         )
@@ -262,31 +293,32 @@ def _cold(env: dict[str, str], cache: Path, runs: int = 5) -> dict[str, float]:
 
 
 def run() -> dict[str, Any]:
-    print("\n== inference: handler vs bare predict_proba (warm), cold start vs import floor ==")
+    print("\n== inference (compiled runtime): handler vs bare scikit-learn (warm), cold start vs import floor ==")
+    models: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, moto_server() as endpoint:
-        env, user_estimator = _prepare(endpoint, Path(tmp) / "warm")
-        cold = _cold(env, Path(tmp))
-        warm = _warm(env)
-        user = _warm(env, USER_MODEL, user_estimator)
+        env, baselines = _prepare(endpoint, Path(tmp) / "warm")
+        for model, baseline in baselines.items():
+            models[model] = {**_warm(env, model, baseline), "cold": _cold(env, Path(tmp), model)}
     header = (
-        f"{'case':<18}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}"
+        f"{'case':<32}{'handler p50':>14}{'bare p50':>11}{'ratio':>8}{'handler p99':>14}{'bare p99':>11}{'ratio':>8}"
     )
     print(header)
-    for prefix, results in (("recipe", warm), ("user", user)):
-        for label, r in results.items():
+    for model, results in models.items():
+        for label in ("single", f"batch{BATCH_ROWS}"):
+            r = results[label]
             (h50, h99), (b50, b99) = r["handler_us"], r["bare_us"]
+            r["ratio_p50"], r["ratio_p99"] = h50 / b50, h99 / b99
             print(
-                f"{prefix + ' ' + label:<18}{h50:>11.0f} µs{b50:>8.0f} µs{h50 / b50:>7.2f}x"
+                f"{model + ' ' + label:<32}{h50:>11.0f} µs{b50:>8.0f} µs{h50 / b50:>7.2f}x"
                 f"{h99:>11.0f} µs{b99:>8.0f} µs{h99 / b99:>7.2f}x"
             )
             if "bare_array_us" in r:
                 a50 = r["bare_array_us"][0]
-                print(
-                    f"{'':<18}  (user model, bare on an array instead of a DataFrame: {a50:.0f} µs, {h50 / a50:.2f}x)"
-                )
-    ratio = cold["handler_s"] / cold["floor_s"]
-    print(
-        f"cold start (process start -> first response): {cold['handler_s']:.2f} s; "
-        f"floor `import sklearn, boto3`: {cold['floor_s']:.2f} s; ratio {ratio:.2f}x"
-    )
-    return {"warm": warm, "user_model": user, "cold": cold}
+                print(f"{'':<32}  (bare on an array instead of the user's DataFrame: {a50:.0f} µs, {h50 / a50:.2f}x)")
+        cold = results["cold"]
+        cold["ratio"] = cold["handler_s"] / cold["floor_s"]
+        print(
+            f"{model + ' cold start':<32}{cold['handler_s']:>12.2f} s{cold['floor_s']:>9.2f} s{cold['ratio']:>7.2f}x"
+            "   (process start -> first answer, model from S3; floor: `import sklearn, boto3`)"
+        )
+    return {"runtime": "compiled", "models": models}

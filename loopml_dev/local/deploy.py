@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from loopml.errors import ConfigurationError
 from loopml.topology import FunctionSpec, Ref, Topology, physical_name
-from loopml_dev.local import grants
+from loopml_dev.local import grants, unshipped
 from loopml_dev.local.code_store import CodeStore
 from loopml_dev.local.stores import StoreDeployer
 
@@ -259,6 +259,8 @@ class Deployer:
     # --- functions ------------------------------------------------------------------------------
     def environment(self, spec: FunctionSpec, overrides: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(spec.environment)
+        if spec.layer_set == "slim":
+            env[unshipped.ENV] = ",".join(unshipped.NOT_IN_SLIM)
         env.update({key: self.resolve(ref) for key, ref in spec.resources.items()})
         env.update(self._env_overrides.get(spec.name, {}))
         env.update(overrides or {})

@@ -15,19 +15,26 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 NOT_SHIPPED = frozenset({"pandas"})
+# A function on the slim layer (``FunctionSpec.layer_set == "slim"``) has no scikit-learn, scipy or joblib
+# either: the local stack names them in this variable of its environment, and its worker hides them too.
+ENV = "LOOPML_NOT_SHIPPED"
+NOT_IN_SLIM = ("sklearn", "scipy", "joblib")
 
 
 class NotShipped(importlib.abc.MetaPathFinder):
     """``import pandas`` raises ModuleNotFoundError, as where it is not installed (no entry in sys.modules)."""
 
+    def __init__(self, names: frozenset[str] = NOT_SHIPPED) -> None:
+        self.names = names
+
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname.partition(".")[0] in NOT_SHIPPED:
+        if fullname.partition(".")[0] in self.names:
             raise ModuleNotFoundError(f"No module named {fullname!r} (not in the Lambda layers)", name=fullname)
         return None
 
 
-def hide() -> None:
+def hide(more: Sequence[str] = ()) -> None:
     if not any(isinstance(finder, NotShipped) for finder in sys.meta_path):
-        sys.meta_path.insert(0, NotShipped())
+        sys.meta_path.insert(0, NotShipped(NOT_SHIPPED | {m for m in more if m}))

@@ -98,7 +98,8 @@ def main() -> None:
     excluded = set(json.loads(sys.argv[6]))
     sys.path[:] = [code_dir, *layer_dirs] + [p for p in sys.path if os.path.realpath(p) not in excluded]
     os.chdir(code_dir)
-    unshipped.hide()  # what the venv has and the layers do not ship (pandas) cannot be imported
+    # what the venv has and the function's layers do not ship (pandas; on the slim layer scikit-learn too)
+    unshipped.hide(os.environ.pop(unshipped.ENV, "").split(","))
     _enforce_grants()
 
     started = time.perf_counter()

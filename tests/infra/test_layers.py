@@ -104,10 +104,18 @@ def layers() -> dict[str, Path]:
     built = {
         "loopml": OUT / "loopml" / "python",
         "deps": OUT / "deps-x86_64" / "python",
+        "serving": OUT / "serving-x86_64" / "python",
+        "compile": OUT / "compile-x86_64" / "python",
         "runtime": build.build_runtime_stand_in(OUT, "x86_64") / "python",
     }
-    assert build.is_current(OUT, build.deps_plan("x86_64")) and build.is_current(OUT, build.loopml_plan())
+    for kind in build.DEPS_LAYERS:
+        assert build.is_current(OUT, build.deps_plan("x86_64", kind=kind)), kind
+    assert build.is_current(OUT, build.loopml_plan())
     return built
+
+
+# Each declared layer set (FunctionSpec.layer_set) as the import roots Lambda gives the function.
+LAYER_SETS = {"full": ("deps", "loopml"), "slim": ("serving", "loopml"), "compile": ("deps", "compile", "loopml")}
 
 
 def test_layer_contents_follow_the_recipe(layers: dict[str, Path]) -> None:
@@ -124,6 +132,10 @@ def test_layer_contents_follow_the_recipe(layers: dict[str, Path]) -> None:
     plain, pyc = build.print_report(deps.parent)
     assert plain < build.BUDGET_MIB * build.MIB, f"{plain / build.MIB:.1f} MiB without .pyc"
     assert plain + pyc < build.HARD_LIMIT_MIB * build.MIB
+    serving = layers["serving"]
+    assert not {"sklearn", "scipy", "joblib"} & {p.name for p in serving.iterdir()}
+    slim, _ = build.print_report(serving.parent)
+    assert slim < build.SLIM_BUDGET_MIB * build.MIB, f"slim layer {slim / build.MIB:.1f} MiB without .pyc"
 
 
 RUNNER = textwrap.dedent(
@@ -250,7 +262,8 @@ def test_every_handler_imports_from_the_layers_alone(
     if function not in {f.name for f in TOPOLOGY.functions}:
         pytest.skip(f"functions/{function} is not declared in loopml.topology yet, so it is not deployed")
     python312 = build.find_python312()
-    roots = [layers["deps"], layers["loopml"], layers["runtime"], FUNCTIONS / function]
+    declared = TOPOLOGY.function(function).layer_set
+    roots = [*(layers[k] for k in LAYER_SETS[declared]), layers["runtime"], FUNCTIONS / function]
     env = _handler_env(moto_url, function) | {"CACHE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
     result = _run_isolated(python312, roots, env)
     assert result["handler"] is True
@@ -284,3 +297,129 @@ def test_a_pickled_pipeline_loads_and_predicts_in_the_layer(layers: dict[str, Pa
     assert result["sklearn"] == metadata.version("scikit-learn")
     assert np.allclose(result["proba"], expected, atol=1e-12)
     assert result["proba"][0][1] > 0.9 and result["proba"][1][0] > 0.9
+
+
+SCORER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path[:0] = json.loads(sys.argv[1])
+    try:
+        import sklearn  # noqa: F401
+        raise SystemExit("scikit-learn is importable from the slim layers")
+    except ImportError:
+        pass
+    import numpy
+    from loopml.compiled import CompiledModel
+    out = {}
+    for name, case in json.loads(open(sys.argv[2]).read()).items():
+        model = CompiledModel(open(case["onnx"], "rb").read(), case["sha256"], name)
+        out[name] = model.scores(numpy.asarray(case["rows"], dtype=object)).tolist()
+    try:
+        CompiledModel(b"tampered" + open(case["onnx"], "rb").read(), case["sha256"], "tampered")
+        out["tampered"] = "loaded"
+    except Exception as exc:
+        out["tampered"] = type(exc).__name__ + ": " + str(exc)
+    out["loaded"] = sorted(m for m in ("sklearn", "scipy", "joblib") if m in sys.modules)
+    print(json.dumps(out))
+    """
+)
+
+
+def _compiled_cases() -> dict[str, tuple[Any, Any]]:
+    """Every built-in recipe (both tasks) and user pipelines as registration compiles them."""
+    import io
+
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from loopml.data import write_csv
+    from loopml.registration import columns_of, prepare
+    from loopml.schema import infer_schema
+    from loopml.training import RECIPES, TrainingParams, train
+    from loopml_dev import datasets
+
+    loans = datasets.loan_default(800, seed=3)
+    incomes = {k: v for k, v in loans.items() if k != datasets.TARGET}
+    cases: dict[str, tuple[Any, Any]] = {}
+    for task, data, target in (("classification", loans, datasets.TARGET), ("regression", incomes, "loan_amount")):
+        schema = infer_schema(data, target)
+        for model_type in RECIPES[task]:
+            cases[f"{task}-{model_type}"] = (train(data, schema, TrainingParams(model_type=model_type)), schema)
+    x = pd.read_csv(io.BytesIO(write_csv(loans)))
+    y = x.pop(datasets.TARGET)
+    numeric = [c for c in x.columns if x[c].dtype.kind in "fi"]
+    text = [c for c in x.columns if c not in numeric]
+    mixed = ColumnTransformer(
+        [
+            ("nums", Pipeline([("fill", SimpleImputer()), ("z", StandardScaler())]), numeric),
+            ("cats", OneHotEncoder(handle_unknown="ignore"), text),
+        ]
+    )
+    users = {
+        "user-dataframe-gbm": (Pipeline([("f", mixed), ("gbm", GradientBoostingClassifier(n_estimators=20))]), x, y),
+        "user-numpy-logistic": (
+            Pipeline([("fill", SimpleImputer()), ("lr", LogisticRegression(max_iter=2000))]),
+            x[numeric].to_numpy(),
+            y,
+        ),
+        "user-forest-regressor": (
+            Pipeline([("fill", SimpleImputer()), ("rf", RandomForestRegressor(n_estimators=20, random_state=0))]),
+            x[[c for c in numeric if c != "loan_amount"]],
+            x["loan_amount"],
+        ),
+    }
+    for name, (estimator, features, labels) in users.items():
+        estimator.fit(features, labels)
+        columns, target = columns_of(features, labels)
+        trained = prepare(estimator, columns, target)
+        cases[name] = (trained, trained.schema)
+    return cases
+
+
+def test_every_recipe_and_user_pipeline_scores_on_the_slim_layers_alone_as_scikit_learn_does(
+    layers: dict[str, Path], tmp_path: Path
+) -> None:
+    """The compiled-runtime inference function's layers hold no scikit-learn: its models are scored there,
+    by loopml.compiled, and must match scikit-learn on the same rows; a tampered file is refused unparsed."""
+    import hashlib
+
+    import numpy as np
+
+    cases = _compiled_cases()
+    spec, expected = {}, {}
+    for name, (trained, _) in cases.items():
+        assert trained.compiled is not None, f"{name}: {trained.not_compiled}"
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(trained.compiled.onnx)
+        rows = trained.reference_matrix[:200]
+        spec[name] = {"onnx": str(path), "sha256": hashlib.sha256(trained.compiled.onnx).hexdigest()}
+        spec[name]["rows"] = [[None if isinstance(v, float) and v != v else v for v in row] for row in rows.tolist()]
+        expected[name] = np.asarray(trained.reference_proba[:200], dtype=float)
+        assert trained.compiled.parity.label_mismatches == 0
+    (tmp_path / "cases.json").write_text(json.dumps(spec).replace("null", "NaN"))
+    roots = [str(layers[k]) for k in LAYER_SETS["slim"]]
+    proc = subprocess.run(
+        [build.find_python312(), "-I", "-S", "-c", SCORER, json.dumps(roots), str(tmp_path / "cases.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got.pop("loaded") == []
+    assert got.pop("tampered").startswith("IntegrityError: tampered: SHA-256"), got
+    for name, (trained, schema) in cases.items():
+        scores = np.asarray(got[name], dtype=float)
+        tolerance = trained.compiled.parity.tolerance
+        if schema.regression:
+            scale = max(1.0, float(np.max(np.abs(expected[name]))))
+            assert float(np.max(np.abs(scores - expected[name]))) / scale <= tolerance, name
+        else:
+            assert float(np.max(np.abs(scores - expected[name]))) <= tolerance, name
+            assert (scores.argmax(axis=1) == expected[name].argmax(axis=1)).all(), name

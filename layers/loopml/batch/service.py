@@ -22,6 +22,7 @@ from loopml.batch.scoring import OutputWriter, chunks, read_rows, score_chunk, t
 from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.inference.predictor import Predictor
 from loopml.inference.service import ModelService
+from loopml.names import Runtime
 from loopml.registry import ModelRegistry
 from loopml.store import ObjectStore
 from loopml.uploads import Upload
@@ -39,7 +40,9 @@ class Champions:
         version = self._registry.resolve(model, "champion")  # ModelNotFound: no champion
         service = self._services.get((model, version))
         if service is None:
-            service = ModelService(self._registry, model, str(version), self._cache_dir)
+            # the compiled path whenever the version has one (no pickle is loaded); else scikit-learn's
+            runtime: Runtime = "compiled" if self._registry.metadata(model, version).compiled else "sklearn"
+            service = ModelService(self._registry, model, str(version), self._cache_dir, runtime=runtime)
             self._services = {(model, version): service, **{k: v for k, v in self._services.items() if k[0] != model}}
         serving = service.current()
         if serving.degraded:

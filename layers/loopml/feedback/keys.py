@@ -17,7 +17,7 @@ from loopml.errors import ConfigurationError
 from loopml.feedback.privacy import LazyHasher
 
 
-def subject_hasher(subject_key: str | None, secret_arn: str | None) -> Callable[[str], str]:
+def subject_hasher(subject_key: str | None, secret_arn: str | None) -> LazyHasher:
     return LazyHasher(subject_key_loader(subject_key, secret_arn))
 
 

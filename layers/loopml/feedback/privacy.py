@@ -47,6 +47,10 @@ class LazyHasher:
             self._hasher = SubjectHasher(self._load_key())
         return self._hasher(subject_id)
 
+    def forget(self) -> None:
+        """Drop the key: the next subject id loads it again (a SnapStart restore, a rotated secret)."""
+        self._hasher = None
+
 
 def masked(features: dict[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:
     hidden = set(sensitive)

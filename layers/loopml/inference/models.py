@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from loopml.names import Runtime
 from loopml.settings import FunctionSettings
 
 MAX_INSTANCES = 1000
@@ -18,6 +19,7 @@ class InferenceSettings(FunctionSettings, frozen=True):
     capture_queue_url: str
     model_name: str = "default"
     model_version: str = "champion"
+    model_runtime: Runtime = "compiled"  # the declaration's ModelSpec.runtime: which form this function loads
     # /tmp on Lambda; the local stack gives each worker its own temp folder, as Lambda does
     cache_dir: str = Field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "loopml-cache"))
     aws_lambda_function_version: str = "$LATEST"
@@ -111,6 +113,11 @@ def pinned_environment(version: int, fault: str = "") -> dict[str, str]:
     """The variables that pin a published inference version to one model version: ``model_version``
     and ``serving_fault`` of ``InferenceSettings`` (a drill's fault never carries over unless set)."""
     return {"MODEL_VERSION": str(version), "SERVING_FAULT": fault}
+
+
+def served_runtime(environment: dict[str, str]) -> Runtime:
+    """The runtime an inference function's environment runs (its ``model_runtime``)."""
+    return "sklearn" if environment.get("MODEL_RUNTIME") == "sklearn" else "compiled"
 
 
 def served_model(environment: dict[str, str]) -> str | None:

@@ -8,14 +8,14 @@ Explanations:
   value at the training mean; occlusion reports the change in the value).
 - other models (the other recipes, any user's estimator): single-feature occlusion. Each feature in
   turn is set to its training median (numeric) or most frequent value (categorical) and the drop in
-  the predicted class's probability is its contribution. One extra ``predict_proba`` call on
-  ``n_features`` rows per explained instance.
+  the predicted class's probability is its contribution. One extra scoring call for the whole batch,
+  on ``n_features + 1`` rows per explained instance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,28 +47,61 @@ class Prediction:
         self.interval = interval
 
 
-class Predictor:
-    def __init__(self, bundle: dict[str, Any], metadata: ModelMetadata) -> None:
-        self.metadata = metadata
+class Scorer(Protocol):
+    """What the predictor needs of a model, whichever runtime scores it: ``SklearnScorer`` (an unpickled
+    bundle) or ``loopml.compiled.CompiledModel`` (onnxruntime, no scikit-learn)."""
+
+    classes: list[str | int]
+    baseline_row: np.ndarray
+    halfwidth: float
+    coef: np.ndarray | None  # linear recipes: their exact explanation's parts
+    background: np.ndarray | None
+    groups: list[list[int]]
+
+    def scores(self, matrix: np.ndarray) -> np.ndarray: ...
+
+    def transform(self, matrix: np.ndarray) -> np.ndarray: ...
+
+
+class SklearnScorer:
+    """A loaded bundle (``training.trained_model``) behind the ``Scorer`` interface."""
+
+    def __init__(self, bundle: dict[str, Any], regression: bool) -> None:
         self.pipeline = bundle["pipeline"]
-        self.validator = RequestValidator(metadata.feature_schema)
-        self.regression = metadata.feature_schema.regression
-        self._halfwidth = float(bundle.get("interval", {}).get("halfwidth", 0.0))
-        classes = [] if self.regression else self.pipeline.classes_
-        self.classes: list[str | int] = [c.item() if hasattr(c, "item") else c for c in classes]
-        self._class_keys = [str(c) for c in self.classes]
-        self._baseline_row: np.ndarray = bundle["baseline_row"]
-        self._names = metadata.feature_schema.names
-        # Linear recipes carry their exact explanation's parts; any other model is explained by occlusion.
-        self._coef: np.ndarray | None = None
+        self.regression = regression
+        classes = [] if regression else self.pipeline.classes_
+        self.classes = [c.item() if hasattr(c, "item") else c for c in classes]
+        self.baseline_row = bundle["baseline_row"]
+        self.halfwidth = float(bundle.get("interval", {}).get("halfwidth", 0.0))
+        self.coef = self.background = None
+        self.groups = []
         if "feature_groups" in bundle:
-            self._background: np.ndarray = bundle["background"]
-            self._groups: list[list[int]] = bundle["feature_groups"]
-            self._coef = self.pipeline.named_steps["model"].coef_
+            self.background, self.groups = bundle["background"], bundle["feature_groups"]
+            self.coef = self.pipeline.named_steps["model"].coef_
+
+    def scores(self, matrix: np.ndarray) -> np.ndarray:
+        if self.regression:
+            return np.asarray(self.pipeline.predict(matrix), dtype=float)
+        return np.asarray(self.pipeline.predict_proba(matrix))
+
+    def transform(self, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(self.pipeline.named_steps["prep"].transform(matrix))
+
+
+class Predictor:
+    def __init__(self, model: dict[str, Any] | Scorer, metadata: ModelMetadata) -> None:
+        """``model``: a loaded bundle (the scikit-learn runtime) or any ``Scorer``."""
+        self.metadata = metadata
+        self.regression = metadata.feature_schema.regression
+        self.scorer: Scorer = SklearnScorer(model, self.regression) if isinstance(model, dict) else model
+        self.validator = RequestValidator(metadata.feature_schema)
+        self.classes = self.scorer.classes
+        self._class_keys = [str(c) for c in self.classes]
+        self._names = metadata.feature_schema.names
 
     @property
     def explainer(self) -> str:
-        return "linear" if self._coef is not None else "occlusion"
+        return "linear" if self.scorer.coef is not None else "occlusion"
 
     def predict(
         self,
@@ -84,7 +117,7 @@ class Predictor:
     def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:
         if self.regression:
             return self._predict_values(matrix, flags, explain)
-        proba = self.pipeline.predict_proba(matrix)
+        proba = self.scorer.scores(matrix)
         _refuse_unscorable(proba)
         top = proba.argmax(axis=1)
         keys = self._class_keys
@@ -101,9 +134,9 @@ class Predictor:
         ]
 
     def _predict_values(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool) -> list[Prediction]:
-        values = np.asarray(self.pipeline.predict(matrix), dtype=float)
+        values = self.scorer.scores(matrix)
         _refuse_unscorable(values)
-        half = self._halfwidth
+        half = self.scorer.halfwidth
         explanations = self._explain(matrix, np.zeros(len(values), dtype=int)) if explain else [None] * len(flags)
         return [
             Prediction(
@@ -118,40 +151,44 @@ class Predictor:
         ]
 
     def _explain(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
-        if self._coef is not None:
+        if self.scorer.coef is not None:
             return self._explain_linear(matrix, top)
-        return [self._explain_occlusion(matrix[i], int(top[i])) for i in range(len(matrix))]
+        return self._explain_occlusion(matrix, top)
 
     def _explain_linear(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
-        assert self._coef is not None
-        transformed = self.pipeline.named_steps["prep"].transform(matrix) - self._background
+        coef = self.scorer.coef
+        assert coef is not None
+        transformed = self.scorer.transform(matrix) - self.scorer.background
+        groups = self.scorer.groups
         out: list[dict[str, float] | None] = []
         for i, k in enumerate(top):
             # regression: coef_ is 1-D, the value's own weights; binary: coef_ is class 1's log-odds and class
             # 0's are its negative
-            if self._coef.ndim == 1:
-                weights = self._coef
-            elif self._coef.shape[0] == 1:
-                weights = self._coef[0] if k == 1 else -self._coef[0]
+            if coef.ndim == 1:
+                weights = coef
+            elif coef.shape[0] == 1:
+                weights = coef[0] if k == 1 else -coef[0]
             else:
-                weights = self._coef[k]
+                weights = coef[k]
             terms = transformed[i] * weights
             out.append(
-                {name: round(float(terms[cols].sum()), 6) for name, cols in zip(self._names, self._groups, strict=True)}
+                {name: round(float(terms[cols].sum()), 6) for name, cols in zip(self._names, groups, strict=True)}
             )
         return out
 
-    def _explain_occlusion(self, row: np.ndarray, k: int) -> dict[str, float]:
+    def _explain_occlusion(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
+        """Every row's variants (itself, then each feature set to its baseline) scored in one call."""
         n = len(self._names)
-        variants = np.repeat(row[None, :], n + 1, axis=0)
+        variants = np.repeat(matrix, n + 1, axis=0)
         for j in range(n):
-            variants[j + 1, j] = self._baseline_row[j]
-        score = (
-            np.asarray(self.pipeline.predict(variants), dtype=float)
-            if self.regression
-            else self.pipeline.predict_proba(variants)[:, k]
-        )
-        return {name: round(float(score[0] - score[j + 1]), 6) for j, name in enumerate(self._names)}
+            variants[j + 1 :: n + 1, j] = self.scorer.baseline_row[j]
+        scores = self.scorer.scores(variants)
+        out: list[dict[str, float] | None] = []
+        for i, k in enumerate(top.tolist()):
+            block = scores[i * (n + 1) : (i + 1) * (n + 1)]
+            score = block if self.regression else block[:, k]
+            out.append({name: round(float(score[0] - score[j + 1]), 6) for j, name in enumerate(self._names)})
+        return out
 
 
 def _refuse_unscorable(scores: np.ndarray) -> None:

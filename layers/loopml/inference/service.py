@@ -1,9 +1,11 @@
 """The model this execution environment serves: loaded once, verified, cached, and degraded gracefully.
 
 Loading order: the verified local cache of the requested version, else the registry (verified by
-SHA-256, then cached). If that fails (registry unreachable, artifact corrupt or tampered with), the
-last verified copy in the cache serves instead and every answer is marked degraded; loading is retried
-every ``retry_after_s`` seconds so a transient fault heals without a cold start. With no verified copy
+SHA-256, then cached). ``runtime`` says which form is loaded: ``compiled`` (the ONNX file, scored by
+onnxruntime: no scikit-learn, no pickle) or ``sklearn`` (the joblib bundle). If that fails (registry
+unreachable, artifact corrupt or tampered with), the last verified copy in the cache serves instead and
+every answer is marked degraded; loading is retried every ``retry_after_s`` seconds so a transient fault
+heals without a cold start. With no verified copy
 at all, callers get ``ModelUnavailable`` (a 503 with ``Retry-After``).
 """
 
@@ -15,11 +17,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml.errors import LoopmlError, ModelUnavailable
+from loopml import keys
+from loopml.errors import LoopmlError, ModelUnavailable, Unservable
 from loopml.files import write_whole
 from loopml.inference.predictor import Predictor
+from loopml.names import Runtime
 from loopml.observability import logger
-from loopml.registry import ModelMetadata, ModelRegistry, verify_and_load
+from loopml.registry import ModelMetadata, ModelRegistry, servable, verify_and_load
+
+
+def load_predictor(data: bytes, meta: ModelMetadata, where: str, runtime: Runtime) -> Predictor:
+    """The version's form for ``runtime``, verified against its registered SHA-256 before it is parsed."""
+    if runtime == "compiled":
+        from loopml.compiled import CompiledModel
+
+        assert meta.compiled is not None
+        return Predictor(CompiledModel(data, meta.compiled.sha256, where), meta)
+    return Predictor(verify_and_load(data, meta.artifact_sha256, where, meta.library_versions), meta)
+
+
+def _file(meta: ModelMetadata, runtime: Runtime) -> tuple[str, str]:
+    """(cache file name, registered SHA-256) of the form ``runtime`` loads."""
+    if runtime == "compiled":
+        reason = servable(meta, runtime)
+        if reason or meta.compiled is None:
+            raise Unservable(reason)
+        return keys.COMPILED, meta.compiled.sha256
+    return keys.ARTIFACT, meta.artifact_sha256
 
 
 @dataclass(frozen=True)
@@ -42,8 +66,10 @@ class ModelService:
         cache_dir: Path,
         retry_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        runtime: Runtime = "compiled",
     ) -> None:
         self._registry = registry
+        self.runtime = runtime
         self.model = model
         self.version_ref = version_ref
         self._cache = cache_dir / model
@@ -85,13 +111,17 @@ class ModelService:
     def _load_requested(self) -> Predictor:
         version = self._registry.resolve(self.model, self.version_ref)
         meta = self._registry.metadata(self.model, version)
+        name, digest = _file(meta, self.runtime)
         cached = self._from_cache(version)
-        if cached is not None and cached.metadata.artifact_sha256 == meta.artifact_sha256:
+        if cached is not None and _file(cached.metadata, self.runtime)[1] == digest:
             return cached  # the registry vouches for the cached bytes: skip the artifact download
-        data = self._registry.artifact(meta)
-        bundle = verify_and_load(data, meta.artifact_sha256, meta.artifact_key, meta.library_versions)
-        self._write_cache(meta, data)
-        return Predictor(bundle, meta)
+        compiled = self.runtime == "compiled"
+        data = self._registry.compiled_artifact(meta) if compiled else self._registry.artifact(meta)
+        predictor = load_predictor(
+            data, meta, meta.compiled.key if meta.compiled and compiled else meta.artifact_key, self.runtime
+        )
+        self._write_cache(meta, name, data)
+        return predictor
 
     def _dir(self, version: int) -> Path:
         return self._cache / f"v{version}"
@@ -100,18 +130,18 @@ class ModelService:
         folder = self._dir(version)
         try:
             meta = ModelMetadata.model_validate_json((folder / "metadata.json").read_bytes())
-            data = (folder / "model.joblib").read_bytes()
-            return Predictor(verify_and_load(data, meta.artifact_sha256, str(folder), meta.library_versions), meta)
+            name, _ = _file(meta, self.runtime)
+            return load_predictor((folder / name).read_bytes(), meta, str(folder / name), self.runtime)
         except (OSError, ValueError, LoopmlError):
             return None
 
-    def _write_cache(self, meta: ModelMetadata, data: bytes) -> None:
+    def _write_cache(self, meta: ModelMetadata, name: str, data: bytes) -> None:
         """Each file is written whole or not at all (a temporary file, then a rename): a reader sharing the
         cache never sees half an artifact, which would fail verification and leave it nothing to fall back on."""
         folder = self._dir(meta.version)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_whole(folder / "model.joblib", data)
+            write_whole(folder / name, data)
             write_whole(folder / "metadata.json", meta.model_dump_json().encode())
             write_whole(self._cache / "last_verified.json", json.dumps({"version": meta.version}).encode())
         except OSError as exc:  # a full /tmp must not stop serving

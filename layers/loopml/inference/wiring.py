@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,23 @@ from loopml.adapters.aws import client
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.adapters.sqs import SqsSender
 from loopml.capture import CaptureBuffer
+from loopml.feedback.privacy import LazyHasher
 from loopml.inference.models import HealthResponse, InferenceSettings
 from loopml.inference.service import ModelService
-from loopml.lifecycle import register_post_invoke
+from loopml.lifecycle import register_after_restore, register_post_invoke
 from loopml.observability import logger, metrics
 from loopml.registry import ModelRegistry
 
 
 def model_service(settings: InferenceSettings) -> ModelService:
     registry = ModelRegistry(S3ObjectStore(client("s3"), settings.model_bucket))
-    return ModelService(registry, settings.model_name, settings.model_version, Path(settings.cache_dir))
+    return ModelService(
+        registry,
+        settings.model_name,
+        settings.model_version,
+        Path(settings.cache_dir),
+        runtime=settings.model_runtime,
+    )
 
 
 def capture_buffer(settings: InferenceSettings) -> CaptureBuffer:
@@ -38,6 +47,21 @@ def capture_buffer(settings: InferenceSettings) -> CaptureBuffer:
     buffer = CaptureBuffer(send, on_failure)
     register_post_invoke(buffer.flush)
     return buffer
+
+
+def refresh_on_restore(hasher: LazyHasher) -> None:
+    """SnapStart restores many environments from one snapshot: each must draw its own random numbers
+    (prediction ids), open its own connections and load the subject key itself, not share the snapshot's."""
+
+    def refresh() -> None:
+        random.seed()
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None:
+            numpy_random.seed()
+        client.cache_clear()
+        hasher.forget()
+
+    register_after_restore(refresh)
 
 
 def warm_up(service: ModelService) -> None:

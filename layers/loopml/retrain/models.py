@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from loopml.errors import invalid_input, parse_object
 from loopml.events import unsupported
 from loopml.names import ModelName
+from loopml.params import TrainingParams
 from loopml.registry import DataLineage
 from loopml.settings import FunctionSettings
-from loopml.training import TrainingParams
 
 Step = Literal[
     "start",
@@ -180,6 +180,8 @@ class Challenger(BaseModel):
     metadata_key: str
     params: dict[str, Any]
     validation: dict[str, float | int | None]
+    compiled_key: str | None = None  # the staged ONNX form, when the challenger converts
+    compiled_sha256: str | None = None
 
 
 class BiasSummary(BaseModel):

@@ -19,6 +19,7 @@ from loopml.store import ObjectStore
 
 CHALLENGER_ARTIFACT = "challenger.joblib"
 CHALLENGER_METADATA = "challenger.json"
+CHALLENGER_COMPILED = "challenger.onnx"
 
 
 class RunStore:
@@ -72,11 +73,14 @@ class RunStore:
         self.store.put(keys.run_prefix(run.model, run.run_id) + name, body)
 
     def stage_challenger(
-        self, run: RunConfig, artifact: bytes, meta: ModelMetadata, params: dict[str, Any]
+        self, run: RunConfig, artifact: bytes, meta: ModelMetadata, params: dict[str, Any], compiled: bytes | None
     ) -> Challenger:
-        """The trained challenger, staged under the run (registered only once the gate passed)."""
+        """The trained challenger (and its compiled form), staged under the run (registered only once the
+        gate passed)."""
         prefix = keys.run_prefix(run.model, run.run_id)
         self.store.put(prefix + CHALLENGER_ARTIFACT, artifact)
+        if compiled is not None:
+            self.store.put(prefix + CHALLENGER_COMPILED, compiled)
         self.store.put(prefix + CHALLENGER_METADATA, meta.model_dump_json().encode())
         return Challenger(
             artifact_key=prefix + CHALLENGER_ARTIFACT,
@@ -84,12 +88,20 @@ class RunStore:
             metadata_key=prefix + CHALLENGER_METADATA,
             params=params,
             validation=meta.metrics,
+            compiled_key=prefix + CHALLENGER_COMPILED if compiled is not None else None,
+            compiled_sha256=sha256_hex(compiled) if compiled is not None else None,
         )
 
-    def challenger(self, challenger: Challenger) -> tuple[ModelMetadata, bytes]:
-        """The staged challenger's metadata and artifact, the artifact verified."""
+    def challenger(self, challenger: Challenger) -> tuple[ModelMetadata, bytes, bytes | None]:
+        """The staged challenger's metadata, artifact and compiled form, each verified."""
         meta = ModelMetadata.model_validate_json(self.store.get(challenger.metadata_key))
-        artifact = self.store.get(challenger.artifact_key)
-        if sha256_hex(artifact) != challenger.sha256:
-            raise IntegrityError(f"{challenger.artifact_key}: SHA-256 differs from the trained challenger")
-        return meta, artifact
+        staged = [(challenger.artifact_key, challenger.sha256)]
+        if challenger.compiled_key and challenger.compiled_sha256:
+            staged.append((challenger.compiled_key, challenger.compiled_sha256))
+        found: list[bytes] = []
+        for key, digest in staged:
+            data = self.store.get(key)
+            if sha256_hex(data) != digest:
+                raise IntegrityError(f"{key}: SHA-256 differs from the trained challenger")
+            found.append(data)
+        return meta, found[0], found[1] if len(found) > 1 else None

@@ -267,7 +267,8 @@ class RetrainWorkflow:
             estimator = self.registry.load_bundle(run.model, dataset.champion_version)[0]["pipeline"]
         trained = train(columns, champion.feature_schema, params, sample_weight=weights, estimator=estimator)
         meta = metadata_for(trained, run.model, dataset.train, self._actor(run), dataset.champion_version)
-        return self.runs.stage_challenger(run, serialize_bundle(trained.bundle), meta, params.model_dump())
+        compiled = trained.compiled.onnx if trained.compiled else None
+        return self.runs.stage_challenger(run, serialize_bundle(trained.bundle), meta, params.model_dump(), compiled)
 
     def evaluate(self, state: RetrainState) -> Evaluation:
         """Challenger and champion on the same recent holdout; the gate's decision."""
@@ -349,8 +350,9 @@ class RetrainWorkflow:
         done = self.runs.marker(run, "registered.json")
         if done is not None:
             return Registered.model_validate_json(done)
-        meta, artifact = self.runs.challenger(challenger)
-        final = self.registry.register(meta, artifact)
+        meta, artifact, compiled = self.runs.challenger(challenger)
+        Promotion(self.registry, self.lanes(run.model).alias, self._clock).check_servable(meta)
+        final = self.registry.register(meta, artifact, compiled=compiled)
         registered = Registered(version=final.version)
         self.runs.mark(run, "registered.json", registered.model_dump_json().encode())
         self.registry.set_alias(

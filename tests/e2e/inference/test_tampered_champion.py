@@ -59,7 +59,7 @@ def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_
     finally:
         first.stop()
 
-    artifact = state / "s3" / physical_name("local", "models") / encode_key("models/default/v2/model.joblib")
+    artifact = state / "s3" / physical_name("local", "models") / encode_key("models/default/v2/model.onnx")
     artifact.write_bytes(b"not the registered bytes")
 
     second = CliStack(argv, api)
@@ -70,7 +70,7 @@ def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_
             assert status == 503, (path, answer)
             assert "does not match the registered" in str(answer), answer
         refused = _loopml("promote", "default", "2", "--aws-port", str(aws_port))
-        assert refused.returncode == 2 and "is refused: its artifact's SHA-256" in refused.stderr, refused
+        assert refused.returncode == 2 and "is refused: its compiled form's SHA-256" in refused.stderr, refused
         rolled = _loopml("rollback", "default", "--aws-port", str(aws_port))
         assert rolled.returncode == 0, rolled.stderr
         assert "default rolled back to v1 (was v2)" in rolled.stdout

@@ -140,7 +140,7 @@ def test_unhealthy_canary_is_rolled_back(harness: Harness) -> None:
     (canary_lambda,) = weights
     canary_version = int(str(harness.model_version_of(canary_lambda)))
     assert weights[canary_lambda] == pytest.approx(0.5)
-    artifact = f"models/{MODEL}/v{canary_version}/model.joblib"
+    artifact = f"models/{MODEL}/v{canary_version}/model.onnx"
     harness.store.put(artifact, harness.store.get(artifact)[:-100] + b"tampered" * 12)
 
     served = _predict(harness, datasets.rows(datasets.loan_default(30, seed=8)))
