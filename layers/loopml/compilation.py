@@ -231,10 +231,15 @@ def _convert_user(model: UserModel, schema: FeatureSchema, spec: dict[str, Any])
     return graph, CompiledSpec(**spec, inputs="columns", columns=inputs, output=_output(graph, spec["task"]))
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _string_missing(estimator: Any) -> None:
-    """Categorical imputers the user fitted on NaN (what ``UserModel.values`` gives for a missing category)
-    look for ``CATEGORY_MISSING`` instead: a string tensor holds no NaN, and the compiled form is fed
-    ``CATEGORY_MISSING`` there. Their fill values are unchanged, so they impute what they imputed."""
+    """A missing category is NaN to the user's steps (``UserModel.values``), but a string tensor holds no
+    NaN: the compiled form is fed ``CATEGORY_MISSING`` there. So categorical imputers fitted on NaN look for
+    ``CATEGORY_MISSING`` (their fill values unchanged), and encoders that learned NaN as a category
+    (scikit-learn does, when training data had missing values) know it by that name."""
     from sklearn.impute import SimpleImputer
 
     pending = [estimator]
@@ -242,9 +247,16 @@ def _string_missing(estimator: Any) -> None:
         step = pending.pop()
         if isinstance(step, SimpleImputer):
             fills = np.asarray(getattr(step, "statistics_", []))
-            missing = step.missing_values
-            if fills.dtype == object and isinstance(missing, float) and math.isnan(missing):
+            if fills.dtype == object and _is_nan(step.missing_values):
                 step.missing_values = CATEGORY_MISSING
+        categories = getattr(step, "categories_", None)
+        if isinstance(categories, list):
+            step.categories_ = [
+                np.asarray([CATEGORY_MISSING if _is_nan(c) else c for c in cats], dtype=object)
+                if cats.dtype == object
+                else cats
+                for cats in categories
+            ]
         pending += [s for _, s in getattr(step, "steps", [])]
         pending += [s for _, s, _ in getattr(step, "transformers_", []) if not isinstance(s, str)]
 

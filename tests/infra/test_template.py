@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -127,7 +128,7 @@ def test_each_function_has_its_own_role_and_a_live_alias(synth: Synth) -> None:
         props = functions[logical]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert len(props["Layers"]) == 2
+        assert len(props["Layers"]) == (3 if spec.layer_set == "compile" else 2)  # the sample passes one list
         assert props["MemorySize"] == spec.memory_mb
         assert props["Timeout"] == spec.timeout_s
         env = props["Environment"]["Variables"]
@@ -366,3 +367,42 @@ def test_each_function_reaches_only_the_bucket_prefixes_it_owns(real: Synth) -> 
             assert not any(a.startswith(writes) for a in registry_writes), (spec.name, registry_writes)
     assert set(_s3_object_grants(synth, "inference")) == {keys.object_pattern(keys.MODELS)}
     assert not any(a.startswith(writes) for a in _s3_object_grants(synth, "inference")["models/*"])
+
+
+def _layer_kinds(synth: Synth, function: str) -> list[str]:
+    """The function's layers by construct (``Layers/Serving`` → ``serving``), in path order."""
+    logical = _logical_id(synth, "AWS::Lambda::Function", FunctionName=_name(synth, function))
+    refs = [ref["Ref"] for ref in synth.template["Resources"][logical]["Properties"]["Layers"]]
+    return [
+        next(k for k in ("deps", "serving", "compile", "loopml") if ref.lower().startswith("layers" + k))
+        for ref in refs
+    ]
+
+
+def test_each_function_runs_with_its_declared_layer_set(real: Synth) -> None:
+    """Compiled-runtime inference: the slim layer, no scikit-learn; retrain: the compile layer too."""
+    assert _layer_kinds(real, "inference") == ["serving", "loopml"]
+    assert _layer_kinds(real, "retrain") == ["deps", "compile", "loopml"]
+    for name in ("feedback", "drift", "starter", "batch"):
+        assert _layer_kinds(real, name) == ["deps", "loopml"], name
+    logical = _logical_id(real, "AWS::Lambda::Function", FunctionName=_name(real, "inference"))
+    properties = real.template["Resources"][logical]["Properties"]
+    assert properties["MemorySize"] == 512 and properties["Environment"]["Variables"]["MODEL_RUNTIME"] == "compiled"
+    assert "SnapStart" not in properties
+
+
+def test_a_models_runtime_and_snap_start_come_from_its_declaration(tmp_path: Path) -> None:
+    from infra.app import build_app
+    from loopml.topology import ModelSpec, declaration
+    from tests.infra.conftest import SKIP_BUNDLING, _synth
+
+    topology = declaration((ModelSpec(name="default", snap_start=True), ModelSpec(name="legacy", runtime="sklearn")))
+    app, stack = build_app(dict(SKIP_BUNDLING), str(tmp_path), topology)
+    synth = _synth(app, stack, topology)
+    first = _logical_id(synth, "AWS::Lambda::Function", FunctionName=_name(synth, "inference"))
+    assert synth.template["Resources"][first]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    legacy = _logical_id(synth, "AWS::Lambda::Function", FunctionName=_name(synth, "inference-legacy"))
+    properties = synth.template["Resources"][legacy]["Properties"]
+    assert properties["Environment"]["Variables"]["MODEL_RUNTIME"] == "sklearn" and properties["MemorySize"] == 2048
+    assert "SnapStart" not in properties
+    assert _layer_kinds(synth, "inference-legacy") == ["deps", "loopml"]

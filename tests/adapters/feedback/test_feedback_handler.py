@@ -20,7 +20,7 @@ from loopml import keys
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.feedback import layout
 from loopml.feedback.reader import read_captured
-from loopml.registry import ModelRegistry, serialize_bundle
+from loopml.registry import ModelRegistry
 from loopml.times import parse_time
 from loopml_dev.local.context import StubContext
 from loopml_dev.local.stores import create_table
@@ -125,7 +125,7 @@ def deployed(aws_env, monkeypatch, trained) -> Iterator[Deployed]:
         )["QueueUrl"]
         create_tables(boto3.client("dynamodb"))
         registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
-        registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+        trained.register(registry, make_metadata(trained))
         registry.set_alias("default", "champion", 1, actor="test", reason="first")
         for name, value in {
             "MODEL_BUCKET": BUCKET,

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from loopml.adapters.s3 import S3ObjectStore
-from loopml.registry import ModelRegistry, serialize_bundle
+from loopml.registry import ModelRegistry
 from loopml_dev.local.context import StubContext
 from tests.conftest import ROOT, load_handler, make_metadata
 
@@ -34,7 +34,7 @@ def deployed(aws_env, monkeypatch, trained, tmp_path) -> Iterator[tuple[ModuleTy
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName="loopml-test-capture")["QueueUrl"]
         registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
-        registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
+        trained.register(registry, make_metadata(trained))
         registry.set_alias("default", "champion", 1, actor="test", reason="first")
         for name, value in {
             "MODEL_BUCKET": BUCKET,
@@ -150,15 +150,18 @@ def test_model_health_and_openapi(deployed):
     assert status == 200 and "/predict" in spec["paths"]
 
 
-def test_tampered_model_with_nothing_cached_answers_503(aws_env, monkeypatch, trained, tmp_path):
+@pytest.mark.parametrize("runtime", ["compiled", "sklearn"])
+def test_tampered_model_with_nothing_cached_answers_503(aws_env, monkeypatch, trained, tmp_path, runtime):
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         queue_url = boto3.client("sqs").create_queue(QueueName="q")["QueueUrl"]
         registry = ModelRegistry(S3ObjectStore(s3, BUCKET))
-        meta = registry.register(make_metadata(trained), serialize_bundle(trained.bundle))
-        s3.put_object(Bucket=BUCKET, Key=meta.artifact_key, Body=b"tampered")
+        meta = trained.register(registry, make_metadata(trained))
+        served = meta.compiled.key if runtime == "compiled" else meta.artifact_key  # the file that runtime loads
+        s3.put_object(Bucket=BUCKET, Key=served, Body=b"tampered")
         for name, value in {
+            "MODEL_RUNTIME": runtime,
             "MODEL_BUCKET": BUCKET,
             "CAPTURE_QUEUE_URL": queue_url,
             "MODEL_VERSION": "1",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -132,9 +133,14 @@ def test_user_pipelines_compile_whole_with_missing_categories(loans: dict[str, l
         ]
     )
     model = Pipeline([("features", features), ("lr", LogisticRegression(max_iter=3000))]).fit(x, y)
-    trained = prepare(model, *columns_of(x, y))
-    assert trained.compiled is not None, trained.not_compiled
-    assert trained.compiled.parity.label_mismatches == 0
+    # and an encoder that learned NaN as a category itself (the README's example)
+    encoded = ColumnTransformer([("n", SimpleImputer(), numeric), ("c", OneHotEncoder(handle_unknown="ignore"), text)])
+    learned = Pipeline([("features", encoded), ("gbm", GradientBoostingClassifier(n_estimators=30))]).fit(x, y)
+    assert any(isinstance(c, float) for cats in learned[0].named_transformers_["c"].categories_ for c in cats)
+    for fitted in (model, learned):
+        trained = prepare(fitted, *columns_of(x, y))
+        assert trained.compiled is not None, trained.not_compiled
+        assert trained.compiled.parity.label_mismatches == 0
 
 
 def _unconvertible(x: pd.DataFrame, y: pd.Series) -> Any:
