@@ -248,13 +248,16 @@ class C:
     def get_remaining_time_in_millis(self): return 29000
 out = module.handler(json.load(open(sys.argv[2])), C())
 print("ANSWERED %d" % out["statusCode"], flush=True)
+import resource
+print("PEAK_RSS_MB %.1f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), flush=True)
 """
 )
 FLOOR_CHILD = AS_IN_LAMBDA + "import sklearn, boto3; print('ANSWERED 200', flush=True)"
 
 
-def _spawn(argv: list[str], env: dict[str, str]) -> float:
-    """Process start to the child's answer line: interpreter teardown is not part of a cold start."""
+def _spawn(argv: list[str], env: dict[str, str], peaks: list[float] | None = None) -> float:
+    """Process start to the child's answer line: interpreter teardown is not part of a cold start.
+    ``peaks`` collects the child's peak RSS (MB) when it reports one."""
     t0 = time.perf_counter()
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
@@ -262,7 +265,10 @@ def _spawn(argv: list[str], env: dict[str, str]) -> float:
         while line and not line.startswith("ANSWERED"):  # the handler's own output (EMF metrics) comes first
             line = child.stdout.readline()
         elapsed = time.perf_counter() - t0
-        _, errors = child.communicate()
+        rest, errors = child.communicate()
+    for extra in rest.splitlines():
+        if extra.startswith("PEAK_RSS_MB") and peaks is not None:
+            peaks.append(float(extra.split()[1]))
     if child.returncode != 0 or line.strip() != "ANSWERED 200":
         raise RuntimeError(f"{argv[:3]} failed ({line.strip()!r}): {errors[-2000:]}")
     return elapsed
@@ -279,17 +285,20 @@ def _cold(env: dict[str, str], cache: Path, model: str, runs: int = 5) -> dict[s
         body.pop(RECIPE_MODELS[model][1])
     event.parent.mkdir(parents=True, exist_ok=True)
     event.write_text(json.dumps({**json.loads(EVENT.read_text()), "body": json.dumps({"instance": body})}))
-    ours, floor = [], []
+    ours: list[float] = []
+    floor: list[float] = []
+    peaks: list[float] = []
     for i in range(runs):
         child_env["CACHE_DIR"] = str(cache / f"cold-{model}-{i}")  # a new environment has an empty /tmp
         ours.append(
             _spawn(
                 [sys.executable, "-c", COLD_CHILD, str(REPO / "functions/inference/app.py"), str(event)],
                 child_env,
+                peaks,
             )
         )
         floor.append(_spawn([sys.executable, "-c", FLOOR_CHILD], base))
-    return {"handler_s": statistics.median(ours), "floor_s": statistics.median(floor)}
+    return {"handler_s": statistics.median(ours), "floor_s": statistics.median(floor), "peak_rss_mb": max(peaks)}
 
 
 def run() -> dict[str, Any]:
@@ -319,6 +328,7 @@ def run() -> dict[str, Any]:
         cold["ratio"] = cold["handler_s"] / cold["floor_s"]
         print(
             f"{model + ' cold start':<32}{cold['handler_s']:>12.2f} s{cold['floor_s']:>9.2f} s{cold['ratio']:>7.2f}x"
-            "   (process start -> first answer, model from S3; floor: `import sklearn, boto3`)"
+            f"   (process start -> first answer, model from S3; floor: `import sklearn, boto3`; "
+            f"peak RSS {cold['peak_rss_mb']:.0f} MB of the 512 MB the function runs with)"
         )
     return {"runtime": "compiled", "models": models}

@@ -423,3 +423,41 @@ def test_every_recipe_and_user_pipeline_scores_on_the_slim_layers_alone_as_sciki
         else:
             assert float(np.max(np.abs(scores - expected[name]))) <= tolerance, name
             assert (scores.argmax(axis=1) == expected[name].argmax(axis=1)).all(), name
+
+
+COMPILER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path[:0] = json.loads(sys.argv[1])
+    from loopml.schema import infer_schema
+    from loopml.training import RECIPES, TrainingParams, train
+    columns = json.loads(open(sys.argv[2]).read())
+    schema = infer_schema(columns, "default")
+    out = {}
+    for model_type in RECIPES["classification"]:
+        trained = train(columns, schema, TrainingParams(model_type=model_type))
+        out[model_type] = trained.compiled.parity.model_dump() if trained.compiled else trained.not_compiled
+    print(json.dumps(out))
+    """
+)
+
+
+def test_the_retrain_functions_layers_compile_every_recipe(layers: dict[str, Path], tmp_path: Path) -> None:
+    """skl2onnx and onnx from the compile layer (no .pyc, trimmed), onnxruntime from deps: registration there."""
+    from loopml_dev import datasets
+
+    data = tmp_path / "loans.json"
+    data.write_text(json.dumps(datasets.loan_default(600, seed=4)))
+    roots = [str(layers[k]) for k in LAYER_SETS["compile"]]
+    proc = subprocess.run(
+        [build.find_python312(), "-I", "-S", "-c", COMPILER, json.dumps(roots), str(data)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    parities = json.loads(proc.stdout.strip().splitlines()[-1])
+    for model_type, parity in parities.items():
+        assert isinstance(parity, dict), f"{model_type}: {parity}"
+        assert parity["label_mismatches"] == 0 and parity["max_abs_diff"] <= parity["tolerance"], model_type
