@@ -30,7 +30,7 @@ app = api_resolver()
 
 
 @app.post("/predict", responses=PREDICT_RESPONSES)
-def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
+def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> Response[str]:
     started = time.perf_counter()
     if settings.serving_fault:
         raise ServingFault("drill: this Lambda version was deployed with SERVING_FAULT=errors")
@@ -40,7 +40,8 @@ def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> 
     response, records = score(serving, body, explain, request_id, settings.aws_lambda_function_version, subject_hash)
     capture.add(records)
     record_metrics(metrics, serving, response, (time.perf_counter() - started) * 1000)
-    return response
+    # encoded here: a dict return would be walked again by the resolver's response serializer
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(response, separators=(",", ":")))
 
 
 @app.get("/model")

@@ -194,30 +194,35 @@ def unpack_message(body: str) -> list[dict[str, Any]]:
 
 
 class CaptureBuffer:
-    """Thread-safe buffer of message bodies, drained by ``flush`` (a post-invoke hook)."""
+    """Thread-safe buffer of each request's records, drained by ``flush`` (a post-invoke hook). Records are
+    encoded there, after the response has gone: JSON-encoding a 100-row request's records costs about as
+    much as scoring it."""
 
     def __init__(self, sender: Sender, on_failure: Callable[[int, str], None]) -> None:
         self._sender = sender
         self._on_failure = on_failure
-        self._pending: list[str] = []
+        self._pending: list[Sequence[dict[str, Any]]] = []  # one entry per request
         self._lock = threading.Lock()
 
     def add(self, records: Sequence[dict[str, Any]]) -> None:
-        try:
-            bodies = pack_messages(records)
-        except (TypeError, ValueError) as exc:  # unserialisable record: count it, never fail the caller
-            self._on_failure(len(records), f"{type(exc).__name__}: {exc}")
-            return
-        with self._lock:
-            self._pending.extend(bodies)
+        if records:
+            with self._lock:
+                self._pending.append(records)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Records waiting for the next flush."""
+        return sum(len(r) for r in self._pending)
 
     def flush(self) -> None:
         with self._lock:
-            bodies, self._pending = self._pending, []
+            requests, self._pending = self._pending, []
+        bodies: list[str] = []
+        for records in requests:
+            try:
+                bodies += pack_messages(records)
+            except (TypeError, ValueError) as exc:  # unserialisable record: count it, never fail the caller
+                self._on_failure(len(records), f"{type(exc).__name__}: {exc}")
         if not bodies:
             return
         try:

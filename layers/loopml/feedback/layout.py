@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -40,6 +41,13 @@ def days(start: datetime, end: datetime) -> list[date]:
 def prediction_id(moment: datetime, random_hex: str) -> str:
     """32 hex digits: 8 of the issue time (Unix seconds) then 24 random, so any id tells its hour."""
     return f"{int(utc(moment).timestamp()):08x}{random_hex[:24]}"
+
+
+def prediction_ids(moment: datetime, count: int) -> list[str]:
+    """``count`` ids issued at ``moment`` (``prediction_id``'s layout), their random parts drawn at once."""
+    stamp = f"{int(utc(moment).timestamp()):08x}"
+    randoms = secrets.token_hex(12 * count)
+    return [stamp + randoms[24 * i : 24 * i + 24] for i in range(count)]
 
 
 def prediction_time(pid: str) -> datetime:

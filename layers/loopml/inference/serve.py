@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +34,12 @@ def score(
     now = moment.isoformat()
     out: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
-    for row, p in zip(rows, predictions, strict=True):
+    for row, p, prediction_id in zip(rows, predictions, layout.prediction_ids(moment, len(rows)), strict=True):
         flags = {
             "out_of_range": p.flags.out_of_range,
             "unseen_category": p.flags.unseen_category,
             "missing": p.flags.missing,
         }
-        prediction_id = layout.prediction_id(moment, uuid.uuid4().hex)
         out.append(
             {
                 "prediction_id": prediction_id,

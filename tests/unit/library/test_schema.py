@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,54 @@ def test_booleans_are_not_numbers(loan_schema, loan_columns):
     with pytest.raises(InvalidInput) as info:
         RequestValidator(loan_schema).validate([row])
     assert info.value.errors[0]["loc"][-1] == "age"
+
+
+def _values(spec: Any) -> Any:
+    """Mostly what the field takes (so whole rows are often valid), sometimes anything at all."""
+    from hypothesis import strategies as st
+
+    anything = st.one_of(st.none(), st.booleans(), st.integers(-(10**17), 10**17), st.text(max_size=3))
+    if spec.kind is FeatureKind.numeric:
+        edges = [spec.minimum, spec.maximum, 1e15, -1e15, 10**15 + 1, 1e300, math.inf, math.nan]
+        valid = st.one_of(st.floats(-1e15, 1e15), st.integers(-(10**15), 10**15), st.sampled_from(edges[:4]))
+        odd = st.one_of(st.floats(allow_nan=True), st.sampled_from([e for e in edges if e is not None]), anything)
+    else:
+        valid = st.one_of(st.sampled_from(spec.categories or ["x"]), st.text(max_size=5))
+        odd = st.one_of(st.text(min_size=250, max_size=300), anything)
+    if spec.nullable:
+        valid = st.one_of(valid, st.none())
+    return st.integers(0, 15).flatmap(lambda i: odd if i == 0 else valid)  # one_of would merge repeats
+
+
+def test_the_column_pass_agrees_with_the_row_by_row_checks_on_any_input(loan_schema):
+    """The fast path must give the very matrix and flags the row-by-row checks give, and refuse what they refuse."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    validator = RequestValidator(loan_schema)
+    row = st.fixed_dictionaries({f.name: _values(f) for f in loan_schema.features})
+    odd_row = st.dictionaries(st.text(max_size=4), st.none(), max_size=2)
+    rows = st.lists(st.integers(0, 8).flatmap(lambda i: odd_row if i == 0 else row), min_size=1, max_size=4)
+    compared = []
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(rows)
+    def check(batch: list[Any]) -> None:
+        fast = validator._valid_columns(batch)
+        try:
+            slow = validator.row_by_row(batch)
+        except InvalidInput:
+            assert fast is None
+            return
+        assert fast is not None, "the column pass declined input the row-by-row checks accept"
+        (fm, ff), (sm, sf) = fast, slow
+        assert fm.shape == sm.shape
+        for a, b in zip(fm.ravel().tolist(), sm.ravel().tolist(), strict=True):
+            assert (a == b and type(a) is type(b)) or (a != a and b != b), (a, b)
+        assert [(f.out_of_range, f.unseen_category, f.missing) for f in ff] == [
+            (f.out_of_range, f.unseen_category, f.missing) for f in sf
+        ]
+        compared.append(len(batch))
+
+    check()
+    assert len(compared) > 50  # the premise: many batches were valid, so both paths were compared
