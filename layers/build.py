@@ -46,7 +46,7 @@ LOOPML_SRC = ROOT / "layers" / "loopml"  # the package is the layer: nothing in 
 DEFAULT_OUT = ROOT / "build" / "layers"
 
 # Bump when the trimming/compiling recipe changes, so stamped layers are rebuilt.
-RECIPE = "4"
+RECIPE = "5"
 RUNTIME_PYTHON = "3.12"
 # What the functions import at run time; versions come from the dev environment.
 ROOT_REQUIREMENTS = ("aws-lambda-powertools[tracer]", "pydantic", "scikit-learn", "joblib", "onnxruntime")
@@ -109,7 +109,7 @@ FUNCTION_LAYERS = {
     "scikit-learn runtime inference, drift, feedback, batch, starter (full)": ("deps", "loopml"),
     "retrain (full + compile)": ("deps", "compile", "loopml"),
 }
-TRIM_SUFFIXES = frozenset({".pyx", ".pxd", ".pxi", ".c", ".cpp", ".h", ".pyi"})
+TRIM_SUFFIXES = frozenset({".pyx", ".pxd", ".pxi", ".c", ".cc", ".cpp", ".h", ".pyi", ".proto", ".proto3"})
 BUDGET_MIB = 205  # the full layer: scikit-learn, scipy, numpy, onnxruntime
 SLIM_BUDGET_MIB = 90  # the serving layer (issue: compiled runtime inference at most 90 MiB without .pyc)
 HARD_LIMIT_MIB = 250
