@@ -577,7 +577,7 @@ def _models_show(args: argparse.Namespace) -> int:
         print(f"  compiled     no: {meta.not_compiled or 'registered before compilation'} (scikit-learn runtime only)")
         return 0
     compiled = meta.compiled
-    found = hashlib.sha256(registry.compiled_artifact(meta)).hexdigest()
+    found = hashlib.sha256(registry.form(meta, "compiled")).hexdigest()
     state = "verified" if found == compiled.sha256 else f"TAMPERED (compiled form's SHA-256 is {found})"
     print(f"  compiled     {compiled.key} sha256 {compiled.sha256[:16]}… {state}")
     parity = compiled.parity

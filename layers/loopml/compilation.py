@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -73,10 +74,8 @@ def compile_model(
 ) -> Compiled:
     """``model`` (a recipe's Pipeline or a ``UserModel``) as ONNX, verified on ``reference`` rows against
     ``expected`` (scikit-learn's probabilities, or values)."""
-    try:
-        from skl2onnx import to_onnx  # noqa: F401  (present where models are registered)
-    except ImportError as exc:
-        raise NotCompilable(f"skl2onnx is not installed here ({exc})") from None
+    if importlib.util.find_spec("skl2onnx") is None:  # present where models are registered
+        raise NotCompilable("skl2onnx is not installed here")
     estimator = model.estimator if isinstance(model, UserModel) else model
     base = _spec_base(model, schema, bundle)
     try:
@@ -91,7 +90,11 @@ def compile_model(
         raise NotCompilable(f"{describe(estimator)} does not convert to ONNX: {type(exc).__name__}: {first}") from None
     data = _with_spec(graph, spec)
     which = family(estimator)
-    parity = measure_parity(data, reference, expected, schema, which)
+    try:
+        parity = measure_parity(data, reference, expected, schema, which)
+    except Exception as exc:  # a graph onnxruntime refuses or cannot run on these inputs
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NotCompilable(f"{describe(estimator)}: the compiled form does not run: {first}") from None
     if parity.label_mismatches or not parity.max_abs_diff <= parity.tolerance:
         raise NotCompilable(
             f"{describe(estimator)}: the compiled form scores differently on the {parity.rows} reference rows "

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from loopml.errors import IntegrityError, NotFound, Unservable, VersionConflict
 from loopml.inference.models import pinned_environment, served_runtime
 from loopml.names import Runtime
-from loopml.registry import HistoryEvent, ModelMetadata, ModelRegistry, servable
+from loopml.registry import HistoryEvent, ModelMetadata, ModelRegistry, servable, served_form
 
 
 class Routing(Protocol):
@@ -105,13 +105,8 @@ class Promotion:
         """Verify ``version``, publish a Lambda version pinned to it, and serve it."""
         meta = self.registry.metadata(model, version)  # ModelNotFound names a version that does not exist
         runtime = self.check_servable(meta)
-        # the form the function's runtime loads: the compiled one, or the pickle
-        data, expected = (
-            (self.registry.compiled_artifact(meta), meta.compiled.sha256)
-            if runtime == "compiled" and meta.compiled
-            else (self.registry.artifact(meta), meta.artifact_sha256)
-        )
-        digest = hashlib.sha256(data).hexdigest()
+        _, expected, _ = served_form(meta, runtime)  # the form the function's runtime loads
+        digest = hashlib.sha256(self.registry.form(meta, runtime)).hexdigest()
         if digest != expected:
             raise IntegrityError(
                 f"{model} v{version} is refused: its {'compiled form' if runtime == 'compiled' else 'artifact'}'s "

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from loopml import keys
-from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, VersionConflict
+from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, Unservable, VersionConflict
 from loopml.names import Runtime, validate_model_name
 from loopml.schema import FeatureSchema, contract_changes
 from loopml.store import ObjectStore
@@ -95,6 +95,17 @@ def servable(meta: ModelMetadata, runtime: Runtime) -> str | None:
             "register a model that converts"
         )
     return None
+
+
+def served_form(meta: ModelMetadata, runtime: Runtime) -> tuple[str, str, str]:
+    """(file name, registered SHA-256, registry key) of the form ``runtime`` loads: the compiled ONNX or the
+    pickle. Unservable, naming why, when the version has no such form."""
+    if runtime == "sklearn":
+        return ARTIFACT, meta.artifact_sha256, meta.artifact_key
+    reason = servable(meta, runtime)
+    if reason or meta.compiled is None:
+        raise Unservable(reason)
+    return keys.COMPILED, meta.compiled.sha256, meta.compiled.key
 
 
 class AliasRecord(BaseModel):
@@ -329,14 +340,13 @@ class ModelRegistry:
         except NotFound:
             raise IntegrityError(f"artifact {metadata.artifact_key} is missing") from None
 
-    def compiled_artifact(self, metadata: ModelMetadata) -> bytes:
-        """The version's ONNX bytes (unverified: ``loopml.compiled.CompiledModel`` checks the SHA-256)."""
-        if metadata.compiled is None:
-            raise IntegrityError(f"model {metadata.model!r} v{metadata.version} has no compiled form")
+    def form(self, metadata: ModelMetadata, runtime: Runtime) -> bytes:
+        """The bytes ``runtime`` loads (``served_form``), unverified: the loader checks the SHA-256."""
+        _, _, key = served_form(metadata, runtime)
         try:
-            return self._store.get(metadata.compiled.key)
+            return self._store.get(key)
         except NotFound:
-            raise IntegrityError(f"compiled form {metadata.compiled.key} is missing") from None
+            raise IntegrityError(f"{key} is missing") from None
 
     def load_bundle(self, model: str, version: int) -> tuple[dict[str, Any], ModelMetadata, bytes]:
         meta = self.metadata(model, version)

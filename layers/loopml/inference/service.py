@@ -17,33 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml import keys
-from loopml.errors import LoopmlError, ModelUnavailable, Unservable
+from loopml.errors import LoopmlError, ModelUnavailable
 from loopml.files import write_whole
 from loopml.inference.predictor import Predictor
 from loopml.names import Runtime
 from loopml.observability import logger
-from loopml.registry import ModelMetadata, ModelRegistry, servable, verify_and_load
+from loopml.registry import ModelMetadata, ModelRegistry, served_form, verify_and_load
 
 
 def load_predictor(data: bytes, meta: ModelMetadata, where: str, runtime: Runtime) -> Predictor:
     """The version's form for ``runtime``, verified against its registered SHA-256 before it is parsed."""
+    _, digest, _ = served_form(meta, runtime)
     if runtime == "compiled":
         from loopml.compiled import CompiledModel
 
-        assert meta.compiled is not None
-        return Predictor(CompiledModel(data, meta.compiled.sha256, where), meta)
-    return Predictor(verify_and_load(data, meta.artifact_sha256, where, meta.library_versions), meta)
-
-
-def _file(meta: ModelMetadata, runtime: Runtime) -> tuple[str, str]:
-    """(cache file name, registered SHA-256) of the form ``runtime`` loads."""
-    if runtime == "compiled":
-        reason = servable(meta, runtime)
-        if reason or meta.compiled is None:
-            raise Unservable(reason)
-        return keys.COMPILED, meta.compiled.sha256
-    return keys.ARTIFACT, meta.artifact_sha256
+        return Predictor(CompiledModel(data, digest, where), meta)
+    return Predictor(verify_and_load(data, digest, where, meta.library_versions), meta)
 
 
 @dataclass(frozen=True)
@@ -111,15 +100,12 @@ class ModelService:
     def _load_requested(self) -> Predictor:
         version = self._registry.resolve(self.model, self.version_ref)
         meta = self._registry.metadata(self.model, version)
-        name, digest = _file(meta, self.runtime)
+        name, digest, key = served_form(meta, self.runtime)
         cached = self._from_cache(version)
-        if cached is not None and _file(cached.metadata, self.runtime)[1] == digest:
+        if cached is not None and served_form(cached.metadata, self.runtime)[1] == digest:
             return cached  # the registry vouches for the cached bytes: skip the artifact download
-        compiled = self.runtime == "compiled"
-        data = self._registry.compiled_artifact(meta) if compiled else self._registry.artifact(meta)
-        predictor = load_predictor(
-            data, meta, meta.compiled.key if meta.compiled and compiled else meta.artifact_key, self.runtime
-        )
+        data = self._registry.form(meta, self.runtime)
+        predictor = load_predictor(data, meta, key, self.runtime)
         self._write_cache(meta, name, data)
         return predictor
 
@@ -130,7 +116,7 @@ class ModelService:
         folder = self._dir(version)
         try:
             meta = ModelMetadata.model_validate_json((folder / "metadata.json").read_bytes())
-            name, _ = _file(meta, self.runtime)
+            name = served_form(meta, self.runtime)[0]
             return load_predictor((folder / name).read_bytes(), meta, str(folder / name), self.runtime)
         except (OSError, ValueError, LoopmlError):
             return None
