@@ -98,25 +98,27 @@ class CliStack:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.output: list[str] = []
+        self._up = threading.Event()
+        # One reader for the process's whole life: it keeps the pipe from filling up, and the wait below has a
+        # real deadline (a blocking readline on a silent stack would outlast any deadline checked between lines).
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout_s
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "Ctrl-C to stop." in line:
-                # Keep reading what the stack prints (one line per request), so its pipe never fills up.
-                self._reader = threading.Thread(target=self._drain, daemon=True)
-                self._reader.start()
-                return
+        while time.monotonic() < deadline and not self._up.is_set() and self.proc.poll() is None:
+            self._up.wait(0.2)
+        if self._up.is_set():
+            return
         self.stop()
-        raise AssertionError(f"{' '.join(argv)} did not come up:\n" + "".join(self.output[-60:]))
+        raise AssertionError(
+            f"{' '.join(argv)} did not come up within {timeout_s:.0f}s:\n" + "".join(self.output[-60:])
+        )
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
+            if "Ctrl-C to stop." in line:
+                self._up.set()
 
     @property
     def text(self) -> str:
@@ -130,10 +132,5 @@ class CliStack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.join(10)
-        else:
-            assert self.proc.stdout is not None
-            self.output.extend(self.proc.stdout.readlines())
+        self._reader.join(10)
         return self.proc.returncode

@@ -31,6 +31,7 @@ def _loopml(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LOOPML, *args], capture_output=True, text=True, timeout=180, check=False)
 
 
+@pytest.mark.timeout(600)  # two stacks and eight CLI commands: minutes when the CI machine is loaded
 def test_a_tampered_champion_does_not_stop_the_stack_and_can_be_rolled_back(tmp_path: Path) -> None:
     state, api_port, aws_port = tmp_path / "state", free_port(), free_port()
     argv = [LOOPML, "local", "up", "--state-dir", str(state), "--api-port", str(api_port), "--aws-port", str(aws_port)]
