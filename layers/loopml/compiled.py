@@ -18,12 +18,12 @@ Linear recipes carry their coefficients, so an explanation needs no graph at all
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel
 
+from loopml.data import verify_sha256
 from loopml.errors import IntegrityError
 
 SPEC_KEY = "loopml"  # the ONNX model's metadata_props entry holding the CompiledSpec
@@ -101,9 +101,7 @@ class CompiledModel:
     """An onnxruntime session over verified bytes, with the scoring interface the predictor uses."""
 
     def __init__(self, data: bytes, expected_sha256: str, where: str) -> None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected_sha256:
-            raise IntegrityError(f"{where}: SHA-256 {actual} does not match the registered {expected_sha256}")
+        verify_sha256(data, expected_sha256, where)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -123,7 +121,6 @@ class CompiledModel:
         self._output = [spec.output]
         self._input = self.session.get_inputs()[0].name
         self._columns = [(j, c.name, c.kind == "numeric") for j, c in enumerate(spec.columns)]
-        self.linear = spec.linear
         self.coef = np.asarray(spec.linear.coef) if spec.linear else None
         if self.coef is not None and spec.task == "regression":
             self.coef = self.coef[0]

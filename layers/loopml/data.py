@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loopml.errors import InvalidInput
+from loopml.errors import IntegrityError, InvalidInput
 
 Columns = dict[str, list[Any]]
 FORMATS = ("csv", "jsonl", "parquet")
@@ -32,6 +32,13 @@ def detect_format(name: str) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def verify_sha256(data: bytes, expected: str, where: str) -> None:
+    """IntegrityError unless ``data`` hashes to the SHA-256 recorded for it: checked before anything parses it."""
+    actual = sha256_hex(data)
+    if actual != expected:
+        raise IntegrityError(f"{where}: SHA-256 {actual} does not match the registered {expected}")
 
 
 def read_table(data: bytes, name: str) -> Columns:

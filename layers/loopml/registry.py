@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from loopml import keys
+from loopml.data import verify_sha256
 from loopml.errors import IntegrityError, InvalidInput, ModelNotFound, NotFound, Unservable, VersionConflict
 from loopml.names import Runtime, validate_model_name
 from loopml.schema import FeatureSchema, contract_changes
@@ -212,9 +213,7 @@ def verify_and_load(
 ) -> dict[str, Any]:
     """Unpickle only bytes whose SHA-256 matches the recorded one, saved by a compatible scikit-learn
     (``saved_with``: the version's recorded library versions)."""
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected_sha256:
-        raise IntegrityError(f"{where}: SHA-256 {actual} does not match the registered {expected_sha256}")
+    verify_sha256(data, expected_sha256, where)
     reason = sklearn_mismatch((saved_with or {}).get("scikit-learn"), where)
     if reason:
         raise IntegrityError(reason)
@@ -335,10 +334,7 @@ class ModelRegistry:
         return ModelMetadata.model_validate_json(raw)
 
     def artifact(self, metadata: ModelMetadata) -> bytes:
-        try:
-            return self._store.get(metadata.artifact_key)
-        except NotFound:
-            raise IntegrityError(f"artifact {metadata.artifact_key} is missing") from None
+        return self.form(metadata, "sklearn")
 
     def form(self, metadata: ModelMetadata, runtime: Runtime) -> bytes:
         """The bytes ``runtime`` loads (``served_form``), unverified: the loader checks the SHA-256."""
@@ -346,7 +342,7 @@ class ModelRegistry:
         try:
             return self._store.get(key)
         except NotFound:
-            raise IntegrityError(f"{key} is missing") from None
+            raise IntegrityError(f"artifact {key} is missing") from None
 
     def load_bundle(self, model: str, version: int) -> tuple[dict[str, Any], ModelMetadata, bytes]:
         meta = self.metadata(model, version)

@@ -159,14 +159,18 @@ RUNNER = textwrap.dedent(
 )
 
 
-def _run_isolated(python312: str, roots: list[Path], env: dict[str, str], *extra: str) -> dict[str, Any]:
+def _run_isolated(
+    script: str, roots: list[Path], *extra: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> Any:
+    """``script`` run by CPython 3.12 with only ``roots`` (and the standard library) to import from, as
+    Lambda runs a function; the JSON of its last line."""
     proc = subprocess.run(
-        [python312, "-I", "-S", "-c", RUNNER, json.dumps([str(r) for r in roots]), *extra],
+        [build.find_python312(), "-I", "-S", "-c", script, json.dumps([str(r) for r in roots]), *extra],
         capture_output=True,
         text=True,
         env=env,
         check=False,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -261,11 +265,10 @@ def test_every_handler_imports_from_the_layers_alone(
 
     if function not in {f.name for f in TOPOLOGY.functions}:
         pytest.skip(f"functions/{function} is not declared in loopml.topology yet, so it is not deployed")
-    python312 = build.find_python312()
     declared = TOPOLOGY.function(function).layer_set
     roots = [*(layers[k] for k in LAYER_SETS[declared]), layers["runtime"], FUNCTIONS / function]
     env = _handler_env(moto_url, function) | {"CACHE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
-    result = _run_isolated(python312, roots, env)
+    result = _run_isolated(RUNNER, roots, env=env)
     assert result["handler"] is True
     assert result["pandas_loaded"] is False
     assert all(str(OUT) in path for path in result["paths"]), result["paths"]  # nothing from elsewhere
@@ -289,10 +292,8 @@ def test_a_pickled_pipeline_loads_and_predicts_in_the_layer(layers: dict[str, Pa
     task = tmp_path / "task"
     task.mkdir()
     (task / "app.py").write_text("def handler(event, context):\n    return event\n")
-    python312 = build.find_python312()
-    result = _run_isolated(
-        python312, [layers["deps"], layers["loopml"], task], {"LANG": "C.UTF-8"}, str(path), json.dumps(rows)
-    )
+    roots = [layers["deps"], layers["loopml"], task]
+    result = _run_isolated(RUNNER, roots, str(path), json.dumps(rows), env={"LANG": "C.UTF-8"})
     expected = model.predict_proba(np.asarray(rows))
     assert result["sklearn"] == metadata.version("scikit-learn")
     assert np.allclose(result["proba"], expected, atol=1e-12)
@@ -402,16 +403,8 @@ def test_every_recipe_and_user_pipeline_scores_on_the_slim_layers_alone_as_sciki
         expected[name] = np.asarray(trained.reference_proba[:200], dtype=float)
         assert trained.compiled.parity.label_mismatches == 0
     (tmp_path / "cases.json").write_text(json.dumps(spec).replace("null", "NaN"))
-    roots = [str(layers[k]) for k in LAYER_SETS["slim"]]
-    proc = subprocess.run(
-        [build.find_python312(), "-I", "-S", "-c", SCORER, json.dumps(roots), str(tmp_path / "cases.json")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    roots = [layers[k] for k in LAYER_SETS["slim"]]
+    got = _run_isolated(SCORER, roots, str(tmp_path / "cases.json"), timeout=300)
     assert got.pop("loaded") == []
     assert got.pop("tampered").startswith("IntegrityError: tampered: SHA-256"), got
     for name, (trained, schema) in cases.items():
@@ -448,16 +441,7 @@ def test_the_retrain_functions_layers_compile_every_recipe(layers: dict[str, Pat
 
     data = tmp_path / "loans.json"
     data.write_text(json.dumps(datasets.loan_default(600, seed=4)))
-    roots = [str(layers[k]) for k in LAYER_SETS["compile"]]
-    proc = subprocess.run(
-        [build.find_python312(), "-I", "-S", "-c", COMPILER, json.dumps(roots), str(data)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    parities = json.loads(proc.stdout.strip().splitlines()[-1])
+    parities = _run_isolated(COMPILER, [layers[k] for k in LAYER_SETS["compile"]], str(data), timeout=300)
     for model_type, parity in parities.items():
         assert isinstance(parity, dict), f"{model_type}: {parity}"
         assert parity["label_mismatches"] == 0 and parity["max_abs_diff"] <= parity["tolerance"], model_type
