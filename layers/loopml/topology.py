@@ -192,7 +192,7 @@ class ModelSpec(BaseModel, frozen=True):
     # pickle and the full layer, for a model that does not convert (registration says why)
     runtime: Runtime = "compiled"
     memory_mb: int | None = Field(None, ge=128, le=10240)  # default: 512 compiled, 2048 sklearn
-    snap_start: bool = False  # AWS only: Lambda SnapStart on published versions (loopml.restore hooks)
+    snap_start: bool = False  # AWS only: Lambda SnapStart on published versions (after-restore hooks: loopml.lifecycle)
 
     @property
     def memory(self) -> int:

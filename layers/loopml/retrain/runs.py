@@ -95,13 +95,14 @@ class RunStore:
     def challenger(self, challenger: Challenger) -> tuple[ModelMetadata, bytes, bytes | None]:
         """The staged challenger's metadata, artifact and compiled form, each verified."""
         meta = ModelMetadata.model_validate_json(self.store.get(challenger.metadata_key))
-        staged = [(challenger.artifact_key, challenger.sha256)]
+        artifact = self._staged(challenger.artifact_key, challenger.sha256)
+        compiled = None
         if challenger.compiled_key and challenger.compiled_sha256:
-            staged.append((challenger.compiled_key, challenger.compiled_sha256))
-        found: list[bytes] = []
-        for key, digest in staged:
-            data = self.store.get(key)
-            if sha256_hex(data) != digest:
-                raise IntegrityError(f"{key}: SHA-256 differs from the trained challenger")
-            found.append(data)
-        return meta, found[0], found[1] if len(found) > 1 else None
+            compiled = self._staged(challenger.compiled_key, challenger.compiled_sha256)
+        return meta, artifact, compiled
+
+    def _staged(self, key: str, digest: str) -> bytes:
+        data = self.store.get(key)
+        if sha256_hex(data) != digest:
+            raise IntegrityError(f"{key}: SHA-256 differs from the trained challenger")
+        return data
