@@ -1,9 +1,9 @@
 """Build the Lambda layers without Docker: ``loopml`` (the library) and the dependency layers (wheels).
 
 Dependency layers (``DEPS_LAYERS``), each ``<kind>-<arch>``:
-- ``deps``: scikit-learn, scipy, numpy, joblib, pydantic, Powertools, onnxruntime: every function but a
+- ``deps``: scikit-learn, scipy, numpy, joblib, pydantic, Powertools, onnxruntime, orjson: every function but a
   compiled-runtime inference function;
-- ``serving``: the slim layer of compiled-runtime inference functions: numpy, onnxruntime, pydantic,
+- ``serving``: the slim layer of compiled-runtime inference functions: numpy, onnxruntime, orjson, pydantic,
   Powertools, and no scikit-learn, scipy or joblib (the build refuses them);
 - ``compile``: skl2onnx and onnx, on top of ``deps``, for the functions that register models (retrain).
 
@@ -46,10 +46,10 @@ LOOPML_SRC = ROOT / "layers" / "loopml"  # the package is the layer: nothing in 
 DEFAULT_OUT = ROOT / "build" / "layers"
 
 # Bump when the trimming/compiling recipe changes, so stamped layers are rebuilt.
-RECIPE = "5"
+RECIPE = "6"
 RUNTIME_PYTHON = "3.12"
 # What the functions import at run time; versions come from the dev environment.
-ROOT_REQUIREMENTS = ("aws-lambda-powertools[tracer]", "pydantic", "scikit-learn", "joblib", "onnxruntime")
+ROOT_REQUIREMENTS = ("aws-lambda-powertools[tracer]", "pydantic", "scikit-learn", "joblib", "onnxruntime", "orjson")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ DEPS_LAYERS = {
     "deps": DepsLayer("deps", ROOT_REQUIREMENTS),
     "serving": DepsLayer(
         "serving",
-        ("aws-lambda-powertools[tracer]", "pydantic", "numpy", "onnxruntime"),
+        ("aws-lambda-powertools[tracer]", "pydantic", "numpy", "onnxruntime", "orjson"),
         forbidden=frozenset({"scikit-learn", "scipy", "joblib"}),
         # onnxruntime's Python session API imports none of them (only its model tools and backend do)
         left_out=frozenset({"protobuf", "flatbuffers", "packaging"}),
@@ -90,6 +90,7 @@ TRIM_PATHS = (
     "onnxruntime/tools",
     "onnxruntime/capi/libonnxruntime.so*",
     "onnx/backend/test",
+    "sklearn/datasets/images",  # load_sample_images' photographs
     "numpy/_core/_simd.*",  # numpy's own SIMD tests
     "numpy/_core/_*_tests.*",
 )

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loopml import jsoncodec
 from loopml.api import api_resolver, resolve
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
@@ -41,7 +42,7 @@ def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> 
     capture.add(records)
     record_metrics(metrics, serving, response, (time.perf_counter() - started) * 1000)
     # encoded here: a dict return would be walked again by the resolver's response serializer
-    return Response(200, content_types.APPLICATION_JSON, json.dumps(response, separators=(",", ":")))
+    return Response(200, content_types.APPLICATION_JSON, jsoncodec.dumps(response))
 
 
 @app.get("/model")

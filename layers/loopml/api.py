@@ -23,6 +23,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from loopml import jsoncodec
 from loopml.errors import (
     BadRequest,
     ConfigurationError,
@@ -65,16 +66,16 @@ def _lone_surrogate(value: Any, loc: tuple[Any, ...] = ("body",)) -> tuple[Any, 
 
 
 def strict_json(text: str) -> Any:
-    """``json.loads`` for request bodies, with its failures named: nesting deeper than the parser goes
-    (about 1,000 levels) and integers longer than it reads (4,300 digits) are 400s, and strings that
-    cannot be stored (lone surrogates) are 422s naming the field. On the common path this costs one C
-    scan of the text beyond the parse.
+    """``json.loads`` for request bodies (read by ``jsoncodec``), with its failures named: nesting deeper
+    than the parser goes (about 1,000 levels) and integers longer than it reads (4,300 digits) are 400s,
+    and strings that cannot be stored (lone surrogates) are 422s naming the field. On the common path
+    this costs two C scans of the text beyond the parse.
 
     ``NaN``, ``Infinity`` and floats too large for a double (parsed as infinity) still parse, so that
     field validation names the field in a 422, as it does for numbers beyond a feature's hard limit.
     """
     try:
-        value = json.loads(text)
+        value = jsoncodec.loads(text)
     except RecursionError:
         raise BadRequest("request body is nested too deeply for the JSON parser") from None
     except json.JSONDecodeError:
