@@ -195,30 +195,35 @@ def unpack_message(body: str) -> list[dict[str, Any]]:
 
 class CaptureBuffer:
     """Thread-safe buffer of each request's records, drained by ``flush`` (a post-invoke hook). Records are
-    encoded there, after the response has gone: JSON-encoding a 100-row request's records costs about as
-    much as scoring it."""
+    built and encoded there, after the response has gone: building and JSON-encoding a 100-row request's
+    records costs about as much as scoring it. A request adds its records, or what builds them."""
 
     def __init__(self, sender: Sender, on_failure: Callable[[int, str], None]) -> None:
         self._sender = sender
         self._on_failure = on_failure
-        self._pending: list[Sequence[dict[str, Any]]] = []  # one entry per request
+        self._pending: list[Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]] = []
         self._lock = threading.Lock()
 
-    def add(self, records: Sequence[dict[str, Any]]) -> None:
-        if records:
+    def add(self, records: Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]) -> None:
+        if callable(records) or records:
             with self._lock:
                 self._pending.append(records)
 
     @property
     def pending(self) -> int:
-        """Records waiting for the next flush."""
-        return sum(len(r) for r in self._pending)
+        """Requests whose records wait for the next flush."""
+        return len(self._pending)
 
     def flush(self) -> None:
         with self._lock:
             requests, self._pending = self._pending, []
         bodies: list[str] = []
-        for records in requests:
+        for request in requests:
+            try:
+                records = request() if callable(request) else request
+            except Exception as exc:  # a builder's fault loses its request's records (how many is unknown), not others'
+                self._on_failure(1, f"building a request's records failed: {type(exc).__name__}: {exc}")
+                continue
             try:
                 bodies += pack_messages(records)
             except (TypeError, ValueError) as exc:  # unserialisable record: count it, never fail the caller

@@ -18,6 +18,7 @@ Linear recipes carry their coefficients, so an explanation needs no graph at all
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -72,29 +73,39 @@ class CompiledSpec(BaseModel):
     linear: Linear | None = None
 
 
-def transform(prep: Prep, matrix: np.ndarray) -> np.ndarray:
-    """loopml's object matrix through the recipe's preprocessing, in float64, as scikit-learn computes it
-    (impute, then ``(x - mean) / scale``; one-hot with unknown categories all zero)."""
-    n = len(matrix)
-    out = np.zeros((n, prep.width), dtype=np.float64)
-    k = len(prep.numeric)
-    if k:
-        values = matrix[:, prep.numeric].astype(np.float64)
-        missing = np.isnan(values)
-        if missing.any():
-            values = np.where(missing, np.asarray(prep.medians), values)
-        values -= np.asarray(prep.means)
-        values /= np.asarray(prep.scales)
-        out[:, :k] = values
-    offset = k
-    for j, cats in zip(prep.categorical, prep.categories, strict=True):
-        index = {c: i for i, c in enumerate(cats)}
-        for row, value in enumerate(matrix[:, j].tolist()):
-            hit = index.get(value)
-            if hit is not None:
-                out[row, offset + hit] = 1.0
-        offset += len(cats)
-    return out
+class Preprocessor:
+    """A recipe's preprocessing (``Prep``) as arrays and lookups, built once per loaded model: loopml's
+    object matrix to the estimator's input in float64, as scikit-learn computes it (impute, then
+    ``(x - mean) / scale``; one-hot with unknown categories all zero)."""
+
+    def __init__(self, prep: Prep) -> None:
+        self.numeric = prep.numeric
+        self.medians = np.asarray(prep.medians, dtype=np.float64)
+        self.means = np.asarray(prep.means, dtype=np.float64)
+        self.scales = np.asarray(prep.scales, dtype=np.float64)
+        self.width = prep.width
+        self.onehot: list[tuple[int, dict[str, int]]] = []  # (column, category -> output column)
+        offset = len(prep.numeric)
+        for j, cats in zip(prep.categorical, prep.categories, strict=True):
+            self.onehot.append((j, {c: offset + i for i, c in enumerate(cats)}))
+            offset += len(cats)
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        n = len(matrix)
+        out = np.zeros((n, self.width), dtype=np.float64)
+        if self.numeric:
+            values = matrix[:, self.numeric].astype(np.float64)
+            missing = np.isnan(values)
+            if missing.any():
+                values = np.where(missing, self.medians, values)
+            values -= self.means
+            values /= self.scales
+            out[:, : len(self.numeric)] = values
+        for j, index in self.onehot:
+            at = np.fromiter(map(index.get, matrix[:, j].tolist(), repeat(-1)), dtype=np.intp, count=n)
+            known = at >= 0
+            out[np.flatnonzero(known), at[known]] = 1.0
+        return out
 
 
 class CompiledModel:
@@ -126,15 +137,16 @@ class CompiledModel:
             self.coef = self.coef[0]
         self.background = np.asarray(spec.linear.background) if spec.linear else None
         self.groups = spec.linear.groups if spec.linear else []
+        self._prep = Preprocessor(spec.prep) if spec.prep else None
 
     def transform(self, matrix: np.ndarray) -> np.ndarray:
-        if self.spec.prep is None:
+        if self._prep is None:
             raise TypeError("a pipeline compiled whole has no exported preprocessing")
-        return transform(self.spec.prep, matrix)
+        return self._prep(matrix)
 
     def _feeds(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        if self.spec.prep is not None:
-            return {self._input: transform(self.spec.prep, matrix).astype(np.float32)}
+        if self._prep is not None:
+            return {self._input: self._prep(matrix).astype(np.float32)}
         if self.spec.inputs == "matrix":
             return {self._input: matrix.astype(np.float32)}
         feeds = {}

@@ -120,17 +120,12 @@ class Predictor:
         proba = self.scorer.scores(matrix)
         _refuse_unscorable(proba)
         top = proba.argmax(axis=1)
-        keys = self._class_keys
+        keys, classes = self._class_keys, self.classes
         explanations = self._explain(matrix, top) if explain else [None] * len(flags)
+        # plain lists (one tolist() each) and positional arguments: this runs once per row of every request
         return [
-            Prediction(
-                label=self.classes[k],
-                probabilities=dict(zip(keys, row.tolist(), strict=True)),
-                confidence=float(row[k]),
-                flags=f,
-                explanation=e,
-            )
-            for row, k, f, e in zip(proba, top, flags, explanations, strict=True)
+            Prediction(classes[k], dict(zip(keys, row, strict=True)), row[k], f, e)
+            for row, k, f, e in zip(proba.tolist(), top.tolist(), flags, explanations, strict=True)
         ]
 
     def _predict_values(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool) -> list[Prediction]:

@@ -123,6 +123,18 @@ def test_malformed_requests_get_4xx_naming_the_field(deployed, body, status, loc
         assert [d["loc"][: len(locs[0])] for d in answer["detail"]][:1] == locs
 
 
+def test_rows_that_are_not_objects_are_named_among_good_ones(deployed):
+    module, sqs, queue_url = deployed
+    good = json.loads(event("predict_single.json")["body"])["instance"]
+    status, answer, _ = call(module, event("predict_single.json", body=_body(instances=[good, "row", [1], good])))
+    assert status == 422, answer
+    assert [(d["loc"], d["type"]) for d in answer["detail"]] == [
+        (["body", "instances", 1], "type_error"),
+        (["body", "instances", 2], "type_error"),
+    ]
+    assert captured(sqs, queue_url) == []
+
+
 def test_bad_feature_values_are_named(deployed):
     module, sqs, queue_url = deployed
     instance = json.loads(event("predict_single.json")["body"])["instance"]

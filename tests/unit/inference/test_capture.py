@@ -95,3 +95,31 @@ def test_the_queued_dicts_are_the_record_models_field_for_field():
     optout = optout_record(prediction_id=pid, model="default", model_version=3, timestamp="t", subject_hash="h")
     assert set(optout) == set(OptOutRecord.model_fields)
     assert OptOutRecord.model_validate(optout).model_dump() == optout
+
+
+def test_records_are_built_at_flush_and_a_failing_builder_loses_only_its_own_request():
+    """/predict hands over what builds its records, after the response: the flush builds them, once."""
+    sent: list[list[str]] = []
+    failures: list[tuple[int, str]] = []
+    built: list[str] = []
+
+    def records(pid: str):
+        def build() -> list[dict[str, str]]:
+            built.append(pid)
+            return [{"prediction_id": pid}]
+
+        return build
+
+    def broken() -> list[dict[str, str]]:
+        raise KeyError("probabilities")
+
+    buffer = CaptureBuffer(lambda bodies: sent.append(bodies) or 0, lambda n, why: failures.append((n, why)))
+    buffer.add(records("a"))
+    buffer.add(broken)
+    buffer.add(records("b"))
+    assert built == [] and buffer.pending == 3  # nothing built while the request is answered
+    buffer.flush()
+    buffer.flush()
+    assert built == ["a", "b"]
+    assert [r["prediction_id"] for b in sent[0] for r in unpack_message(b)] == ["a", "b"]
+    assert failures == [(1, "building a request's records failed: KeyError: 'probabilities'")]
