@@ -37,7 +37,7 @@ def trained(loan_columns: dict[str, list[Any]], loan_schema: FeatureSchema) -> T
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Credentials and region for moto; clears the per-process client cache around each test."""
-    from loopml.adapters.aws import client
+    from loopml.adapters.aws import clear_clients
 
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -49,9 +49,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client.cache_clear()
+    clear_clients()
     yield
-    client.cache_clear()
+    clear_clients()
 
 
 def load_handler(function: str, module_name: str | None = None) -> ModuleType:

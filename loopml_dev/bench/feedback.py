@@ -187,7 +187,7 @@ def _floor(rows: list[dict[str, Any]]) -> float:
 
 
 def run() -> dict[str, Any]:
-    from loopml.adapters.aws import client
+    from loopml.adapters.aws import clear_clients
     from loopml.keys import CAPTURED
     from loopml.observability import logger
 
@@ -199,7 +199,7 @@ def run() -> dict[str, Any]:
     try:
         with moto_server() as endpoint:
             os.environ.update(_environment(endpoint))
-            client.cache_clear()
+            clear_clients()
             _create_resources(endpoint)
             module = _load_handler()
 
@@ -226,7 +226,7 @@ def run() -> dict[str, Any]:
         logger.setLevel(level)
         os.environ.clear()
         os.environ.update(saved)
-        client.cache_clear()
+        clear_clients()
     raw = sum(len(json.dumps(r)) for r in rows)
     floor = _floor(rows)
 

@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from loopml import metric_names as names
-from loopml.adapters.aws import client
+from loopml.adapters.aws import clear_clients, client
 from loopml.adapters.s3 import S3ObjectStore
 from loopml.adapters.sqs import SqsSender
 from loopml.capture import CaptureBuffer
@@ -58,7 +58,7 @@ def refresh_on_restore(hasher: LazyHasher) -> None:
         numpy_random = sys.modules.get("numpy.random")
         if numpy_random is not None:
             numpy_random.seed()
-        client.cache_clear()
+        clear_clients()
         hasher.forget()
 
     register_after_restore(refresh)
