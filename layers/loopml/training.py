@@ -33,7 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopml.compilation import Compiled, compile_or_reason
 from loopml.errors import InsufficientData, InvalidInput
-from loopml.params import ModelType, TrainingParams
+from loopml.params import FOREST_LEAF, ModelType, TrainingParams
 from loopml.registry import (
     CompiledForm,
     DataLineage,
@@ -138,7 +138,11 @@ def build_pipeline(schema: FeatureSchema, params: TrainingParams) -> Pipeline:
         )
     else:
         estimator = RandomForestClassifier(
-            n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed, n_jobs=1
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            min_samples_leaf=params.min_samples_leaf or FOREST_LEAF["classification"],
+            random_state=params.seed,
+            n_jobs=1,
         )
     return Pipeline([("prep", prep), ("model", estimator)])
 
@@ -154,7 +158,11 @@ def _regressor(params: TrainingParams) -> Any:
             random_state=params.seed,
         )
     return RandomForestRegressor(
-        n_estimators=params.n_estimators, max_depth=params.max_depth, random_state=params.seed, n_jobs=1
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        min_samples_leaf=params.min_samples_leaf or FOREST_LEAF["regression"],
+        random_state=params.seed,
+        n_jobs=1,
     )
 
 

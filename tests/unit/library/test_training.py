@@ -69,3 +69,18 @@ def test_calibration_error_matches_the_definition():
     # bins: 0.9 -> (0.8,0.9], 0.8 -> (0.7,0.8], 0.7 -> (0.6,0.7], 0.55 -> (0.5,0.6]; one row per bin
     expected = (abs(1 - 0.9) + abs(0 - 0.8) + abs(1 - 0.7) + abs(0 - 0.55)) / 4
     assert expected_calibration_error(proba, truth) == pytest.approx(expected)
+
+
+def test_forests_grow_leaves_of_the_recipes_size_unless_told(loan_columns, loan_schema):
+    """Fully grown trees (one row per leaf) are what every cold start would load: the recipe's are smaller."""
+    from loopml.params import FOREST_LEAF
+    from loopml.training import build_pipeline
+
+    regression = infer_schema({k: v for k, v in loan_columns.items() if k != "default"}, "loan_amount")
+    for schema, task in ((loan_schema, "classification"), (regression, "regression")):
+        forest = build_pipeline(schema, TrainingParams(model_type="random_forest")).named_steps["model"]
+        assert forest.min_samples_leaf == FOREST_LEAF[task] > 1
+        told = build_pipeline(schema, TrainingParams(model_type="random_forest", min_samples_leaf=1))
+        assert told.named_steps["model"].min_samples_leaf == 1
+    with pytest.raises(ValueError, match="min_samples_leaf"):
+        TrainingParams(min_samples_leaf=0)
