@@ -84,15 +84,18 @@ class Preprocessor:
         self.means = np.asarray(prep.means, dtype=np.float64)
         self.scales = np.asarray(prep.scales, dtype=np.float64)
         self.width = prep.width
-        self.onehot: list[tuple[int, dict[str, int]]] = []  # (column, category -> output column)
+        self.categorical = prep.categorical
+        # category -> output column, per categorical column; an unknown category's is a spare column past the
+        # end (all its ones are cut off), so every row is set by one assignment
+        self.onehot: list[dict[str, int]] = []
         offset = len(prep.numeric)
-        for j, cats in zip(prep.categorical, prep.categories, strict=True):
-            self.onehot.append((j, {c: offset + i for i, c in enumerate(cats)}))
+        for cats in prep.categories:
+            self.onehot.append({c: offset + i for i, c in enumerate(cats)})
             offset += len(cats)
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         n = len(matrix)
-        out = np.zeros((n, self.width), dtype=np.float64)
+        out = np.zeros((n, self.width + 1), dtype=np.float64)
         if self.numeric:
             values = matrix[:, self.numeric].astype(np.float64)
             missing = np.isnan(values)
@@ -101,11 +104,14 @@ class Preprocessor:
             values -= self.means
             values /= self.scales
             out[:, : len(self.numeric)] = values
-        for j, index in self.onehot:
-            at = np.fromiter(map(index.get, matrix[:, j].tolist(), repeat(-1)), dtype=np.intp, count=n)
-            known = at >= 0
-            out[np.flatnonzero(known), at[known]] = 1.0
-        return out
+        if self.onehot:
+            spare = repeat(self.width)
+            at = [
+                list(map(index.get, column, spare))
+                for index, column in zip(self.onehot, matrix[:, self.categorical].T.tolist(), strict=True)
+            ]
+            out[np.arange(n)[:, None], np.array(at, dtype=np.intp).T] = 1.0
+        return out[:, : self.width]
 
 
 class CompiledModel:

@@ -47,6 +47,43 @@ class Prediction:
         self.interval = interval
 
 
+class Scored:
+    """A batch's predictions field by field, one list entry per row (``Prediction``'s fields): built by a few
+    comprehensions rather than an object per row."""
+
+    __slots__ = ("confidences", "explanations", "flags", "intervals", "labels", "probabilities")
+
+    def __init__(
+        self,
+        labels: list[Any],
+        probabilities: list[dict[str, float]],
+        confidences: list[float | None],
+        intervals: list[list[float] | None],
+        flags: list[RowFlags],
+        explanations: list[dict[str, float] | None],
+    ) -> None:
+        self.labels = labels
+        self.probabilities = probabilities
+        self.confidences = confidences
+        self.intervals = intervals
+        self.flags = flags
+        self.explanations = explanations
+
+    def predictions(self) -> list[Prediction]:
+        return [
+            Prediction(label, probabilities, confidence, flags, explanation, interval)
+            for label, probabilities, confidence, interval, flags, explanation in zip(
+                self.labels,
+                self.probabilities,
+                self.confidences,
+                self.intervals,
+                self.flags,
+                self.explanations,
+                strict=True,
+            )
+        ]
+
+
 class Scorer(Protocol):
     """What the predictor needs of a model, whichever runtime scores it: ``SklearnScorer`` (an unpickled
     bundle) or ``loopml.compiled.CompiledModel`` (onnxruntime, no scikit-learn)."""
@@ -111,39 +148,47 @@ class Predictor:
         index_rows: bool = True,
     ) -> list[Prediction]:
         """Validate (raises InvalidInput naming each bad field at ``loc_prefix``), score, optionally explain."""
+        return self.score(rows, explain, loc_prefix, index_rows).predictions()
+
+    def score(
+        self,
+        rows: Sequence[Any],
+        explain: bool = False,
+        loc_prefix: Sequence[str | int] = ("body", "instances"),
+        index_rows: bool = True,
+    ) -> Scored:
+        """``predict``, field by field: what /predict encodes."""
         matrix, flags = self.validator.validate(rows, loc_prefix, index_rows)
-        return self.predict_matrix(matrix, flags, explain)
+        return self.score_matrix(matrix, flags, explain)
 
     def predict_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> list[Prediction]:
-        if self.regression:
-            return self._predict_values(matrix, flags, explain)
-        proba = self.scorer.scores(matrix)
-        _refuse_unscorable(proba)
-        top = proba.argmax(axis=1)
-        keys, classes = self._class_keys, self.classes
-        explanations = self._explain(matrix, top) if explain else [None] * len(flags)
-        # plain lists (one tolist() each) and positional arguments: this runs once per row of every request
-        return [
-            Prediction(classes[k], dict(zip(keys, row, strict=True)), row[k], f, e)
-            for row, k, f, e in zip(proba.tolist(), top.tolist(), flags, explanations, strict=True)
-        ]
+        return self.score_matrix(matrix, flags, explain).predictions()
 
-    def _predict_values(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool) -> list[Prediction]:
-        values = self.scorer.scores(matrix)
-        _refuse_unscorable(values)
-        half = self.scorer.halfwidth
-        explanations = self._explain(matrix, np.zeros(len(values), dtype=int)) if explain else [None] * len(flags)
-        return [
-            Prediction(
-                label=v,
-                probabilities={},
-                confidence=None,
-                flags=f,
-                explanation=e,
-                interval=[v - half, v + half],
+    def score_matrix(self, matrix: np.ndarray, flags: list[RowFlags], explain: bool = False) -> Scored:
+        # plain lists (one tolist() each) built by comprehensions: this runs for every row of every request
+        scores = self.scorer.scores(matrix)
+        _refuse_unscorable(scores)
+        n = len(flags)
+        explanations: list[dict[str, float] | None] = [None] * n
+        if self.regression:
+            values = scores.tolist()
+            half = self.scorer.halfwidth
+            if explain:
+                explanations = self._explain(matrix, np.zeros(n, dtype=int))
+            return Scored(
+                values, [{} for _ in values], [None] * n, [[v - half, v + half] for v in values], flags, explanations
             )
-            for v, f, e in zip(values.tolist(), flags, explanations, strict=True)
-        ]
+        top = scores.argmax(axis=1)
+        rows, tops = scores.tolist(), top.tolist()
+        keys, classes = self._class_keys, self.classes
+        return Scored(
+            [classes[k] for k in tops],
+            [dict(zip(keys, row, strict=True)) for row in rows],
+            [row[k] for row, k in zip(rows, tops, strict=True)],
+            [None] * n,
+            flags,
+            self._explain(matrix, top) if explain else explanations,
+        )
 
     def _explain(self, matrix: np.ndarray, top: np.ndarray) -> list[dict[str, float] | None]:
         if self.scorer.coef is not None:

@@ -36,24 +36,34 @@ def score(
     subject only) instead of captures."""
     started = time.perf_counter()
     rows = request.rows
-    predictions = serving.predictor.predict(rows, explain=explain, **request.locations)
+    scored = serving.predictor.score(rows, explain=explain, **request.locations)
     meta = serving.metadata
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     moment = datetime.now(UTC)
     ids = layout.prediction_ids(moment, len(rows))
+    version = meta.version
     out: list[dict[str, Any]] = [
         {
             "prediction_id": prediction_id,
-            "prediction": p.label,
-            "probabilities": p.probabilities,
-            "confidence": p.confidence,
-            "interval": p.interval,
-            "model_version": meta.version,
+            "prediction": label,
+            "probabilities": probabilities,
+            "confidence": confidence,
+            "interval": interval,
+            "model_version": version,
             "lambda_version": lambda_version,
-            "flags": _NOTHING_FLAGGED if p.flags is RowFlags.NONE else _flags(p.flags),
-            "explanation": p.explanation,
+            "flags": _NOTHING_FLAGGED if flags is RowFlags.NONE else _flags(flags),
+            "explanation": explanation,
         }
-        for p, prediction_id in zip(predictions, ids, strict=True)
+        for prediction_id, label, probabilities, confidence, interval, flags, explanation in zip(
+            ids,
+            scored.labels,
+            scored.probabilities,
+            scored.confidences,
+            scored.intervals,
+            scored.flags,
+            scored.explanations,
+            strict=True,
+        )
     ]
     response = {
         "model": meta.model,
