@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopml import jsoncodec
-from loopml.api import api_resolver, resolve
+from loopml.api import api_resolver, query_flag, request_body, resolve
 from loopml.feedback.keys import subject_hasher
 from loopml.inference import wiring
 from loopml.inference.models import PREDICT_RESPONSES, InferenceSettings, PredictRequest, ServingFault
@@ -27,12 +26,13 @@ hash_subject = subject_hasher(settings.subject_key, settings.subject_key_secret_
 wiring.refresh_on_restore(hash_subject)
 wiring.warm_up(service)
 
-app = api_resolver()
+app = api_resolver(validation=False)  # the routes read their own input: the hot path (see api_resolver)
 
 
 @app.post("/predict", responses=PREDICT_RESPONSES)
-def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> Response[str]:
+def predict() -> Response[str]:
     started = time.perf_counter()
+    body, explain = request_body(app, PredictRequest), query_flag(app, "explain")
     if settings.serving_fault:
         raise ServingFault("drill: this Lambda version was deployed with SERVING_FAULT=errors")
     serving = service.current()
@@ -46,9 +46,9 @@ def predict(body: PredictRequest, explain: Annotated[bool, Query()] = False) -> 
 
 
 @app.get("/model")
-def model(profile: Annotated[bool, Query()] = False) -> dict[str, Any]:
+def model() -> dict[str, Any]:
     meta = service.current().metadata
-    return meta.model_dump(mode="json", exclude=None if profile else {"reference_profile"})
+    return meta.model_dump(mode="json", exclude=None if query_flag(app, "profile") else {"reference_profile"})
 
 
 @app.get("/health")

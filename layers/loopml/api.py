@@ -17,11 +17,12 @@ import hashlib
 import json
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loopml import jsoncodec
 from loopml.errors import (
@@ -41,6 +42,7 @@ from loopml.names import LANE_ROOT, lane_relative
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
+Body = TypeVar("Body", bound=BaseModel)
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway could not send more
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -174,11 +176,61 @@ def caller_of(app: APIGatewayRestResolver) -> str:
     return f"ip:{identity.source_ip or 'unknown'}"
 
 
-def api_resolver() -> APIGatewayRestResolver:
-    """The resolver every API function uses: validation on, strict body parsing, our error mapping."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json)
+def api_resolver(validation: bool = True) -> APIGatewayRestResolver:
+    """The resolver every API function uses: strict body parsing, our error mapping, and Powertools'
+    validation of the routes' typed arguments, unless ``validation`` is False: then the routes read their
+    input with ``request_body`` and ``query_flag``, which answer the same 4xx. The inference function does
+    that, because the validation middleware costs 37 µs a request, a fifth of a one-row prediction."""
+    app = APIGatewayRestResolver(enable_validation=validation, json_body_deserializer=strict_json)
     register_error_handlers(app)
     return app
+
+
+def request_body(app: APIGatewayRestResolver, model: type[Body]) -> Body:
+    """The request body as ``model``: 400 for text that is not JSON, 422 naming each bad field (``body.<field>``)."""
+    try:
+        data = app.current_event.json_body
+    except json.JSONDecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+    if data is None:
+        raise InvalidInput(VALIDATION_FAILED, [{"loc": ["body"], "msg": "Field required", "type": "missing"}])
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            VALIDATION_FAILED, [{"loc": ["body"], "msg": "expected a JSON object", "type": "model_type"}]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise InvalidInput(VALIDATION_FAILED, errors) from None
+
+
+def query_flag(app: APIGatewayRestResolver, name: str) -> bool:
+    """A boolean query parameter (``true``/``false``, ``1``/``0``, ``yes``/``no``...), false when absent;
+    422 naming it when it is anything else or given twice."""
+    event = app.current_event
+    values = (event.multi_value_query_string_parameters or {}).get(name)
+    if values is None:
+        single = (event.query_string_parameters or {}).get(name)
+        values = None if single is None else [single]
+    if not values:
+        return False
+    loc = ["query", name]
+    if len(values) > 1:
+        raise InvalidInput(VALIDATION_FAILED, [{"loc": loc, "msg": "give it once", "type": "multiple_values"}])
+    try:
+        return _FLAG.validate_python(values[0])
+    except ValidationError as exc:
+        raise InvalidInput(VALIDATION_FAILED, [{**_first(exc), "loc": loc}]) from None
+
+
+def _first(exc: ValidationError) -> dict[str, Any]:
+    error = exc.errors()[0]
+    return {"msg": error["msg"], "type": error["type"]}
+
+
+VALIDATION_FAILED = "request validation failed"
+_FLAG = TypeAdapter(bool)
 
 
 def without_lane(event: dict[str, Any]) -> dict[str, Any]:
@@ -257,9 +309,7 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(HTTPStatus.BAD_REQUEST, "request body is not valid JSON")
-        return error_response(
-            HTTPStatus.UNPROCESSABLE_ENTITY, "request validation failed", detail=_field_errors(errors)
-        )
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, VALIDATION_FAILED, detail=_field_errors(errors))
 
     @app.exception_handler(BadRequest)
     def _bad_request(exc: BadRequest) -> Response[Any]:

@@ -123,6 +123,39 @@ def test_malformed_requests_get_4xx_naming_the_field(deployed, body, status, loc
         assert [d["loc"][: len(locs[0])] for d in answer["detail"]][:1] == locs
 
 
+def _query(**params: list[str]) -> dict[str, Any]:
+    return {"queryStringParameters": {k: v[-1] for k, v in params.items()}, "multiValueQueryStringParameters": params}
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "detail"),
+    [
+        (_query(explain=["TRUE"]), 200, None),
+        (_query(explain=["1"]), 200, None),
+        (_query(explain=["yes"]), 200, None),
+        (_query(explain=["maybe"]), 422, (["query", "explain"], "bool_parsing")),
+        (_query(explain=[""]), 422, (["query", "explain"], "bool_parsing")),
+        (_query(explain=["true", "false"]), 422, (["query", "explain"], "multiple_values")),
+        ({"body": None}, 422, (["body"], "missing")),
+        ({"body": "null"}, 422, (["body"], "missing")),
+        ({"body": "[]"}, 422, (["body"], "model_type")),
+        ({"body": '{"instance": {}, "consent": "maybe"}'}, 422, (["body", "consent"], "bool_parsing")),
+        ({"body": '{"instance": NaN}'}, 422, (["body", "instance"], "dict_type")),
+    ],
+)
+def test_the_predict_route_reads_its_query_and_body_as_typed_routes_do(deployed, changes, status, detail):
+    """/predict parses its own input (no validation middleware on the hot path): the same 4xx, named."""
+    module, sqs, queue_url = deployed
+    got, answer, _ = call(module, event("predict_single.json", **changes))
+    assert got == status, answer
+    if detail is None:
+        assert answer["explainer"] == "linear" and answer["predictions"][0]["explanation"]
+        return
+    assert answer["message"] == "request validation failed"
+    assert [(d["loc"], d["type"]) for d in answer["detail"]] == [detail]
+    assert captured(sqs, queue_url) == []
+
+
 def test_rows_that_are_not_objects_are_named_among_good_ones(deployed):
     module, sqs, queue_url = deployed
     good = json.loads(event("predict_single.json")["body"])["instance"]
@@ -156,6 +189,10 @@ def test_model_health_and_openapi(deployed):
     status, meta, _ = call(module, event("get_model.json"))
     assert status == 200 and meta["version"] == 1 and "reference_profile" not in meta
     assert meta["feature_schema"]["target"] == "default"
+    status, meta, _ = call(module, event("get_model.json", **_query(profile=["true"])))
+    assert status == 200 and "reference_profile" in meta
+    status, answer, _ = call(module, event("get_model.json", **_query(profile=["sometimes"])))
+    assert status == 422 and answer["detail"][0]["loc"] == ["query", "profile"]
     status, health, _ = call(module, event("get_health.json"))
     assert status == 200 and health["status"] == "ok" and health["model_version"] == 1
     status, spec, _ = call(module, event("get_health.json", path="/openapi.json", resource="/openapi.json"))
