@@ -143,6 +143,33 @@ def test_user_pipelines_compile_whole_with_missing_categories(loans: dict[str, l
         assert trained.compiled.parity.label_mismatches == 0
 
 
+def _tree_attributes(data: bytes) -> set[str]:
+    import onnx
+
+    graph = onnx.load_from_string(data).graph
+    return {a.name for n in graph.node if n.op_type.startswith("TreeEnsemble") for a in n.attribute}
+
+
+def test_tree_attributes_at_their_defaults_are_dropped_and_others_kept(
+    recipes: dict[str, TrainedModel], loans: dict[str, list[Any]]
+) -> None:
+    """A forest's hit rates and missing-value tracks are all defaults: dropped (parity measured after). A
+    HistGradientBoosting fitted on NaN routes missing values: its tracks are kept, and still score the same."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    forest = recipes["random_forest"].compiled
+    assert forest is not None and forest.parity.max_abs_diff <= forest.parity.tolerance
+    attributes = _tree_attributes(forest.onnx)
+    assert "nodes_values" in attributes
+    assert not attributes & {"nodes_hitrates", "nodes_missing_value_tracks_true"}
+    x, y = _frame(loans)
+    numeric = x.select_dtypes("number")
+    assert numeric.isna().to_numpy().any()
+    gaps = prepare(HistGradientBoostingClassifier(max_iter=30).fit(numeric, y), *columns_of(numeric, y)).compiled
+    assert gaps is not None and gaps.parity.label_mismatches == 0
+    assert "nodes_missing_value_tracks_true" in _tree_attributes(gaps.onnx)
+
+
 def _unconvertible(x: pd.DataFrame, y: pd.Series) -> Any:
     numeric = x.select_dtypes("number").columns.tolist()
     return Pipeline(
