@@ -38,7 +38,7 @@ def test_clients_share_one_session_with_the_orjson_loader_and_restores_drop_both
     s3, sqs = client("s3"), client("sqs")
     assert client("s3") is s3
     session = _session()
-    assert isinstance(session._session.get_component("data_loader").file_loader, OrjsonFileLoader)
+    assert isinstance(session.get_component("data_loader").file_loader, OrjsonFileLoader)
     assert sqs.meta.service_model.service_name == "sqs"
     clear_clients()
     assert client("s3") is not s3 and _session() is not session
