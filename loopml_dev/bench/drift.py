@@ -132,7 +132,8 @@ def measure(data_path: str) -> dict[str, Any]:
     import scipy.stats  # noqa: F401  (imported up front so the timed sections do not pay for it)
 
     from loopml.schema import FeatureKind, FeatureSchema, FeatureSpec
-    from loopml.statistics import DriftConfig, build_profile_from_columns, evaluate_data_drift
+    from loopml.statistics.engine import DriftConfig, evaluate_data_drift
+    from loopml.statistics.profile import build_profile_from_columns
 
     import_seconds = time.perf_counter() - t0
     data = np.load(data_path)

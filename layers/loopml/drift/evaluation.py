@@ -21,30 +21,26 @@ from loopml.drift.models import MonitoringConfig, TriggerPolicy
 from loopml.errors import InvalidInput
 from loopml.registry import ModelMetadata
 from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema
-from loopml.statistics import (
-    BiasConfig,
-    BiasReport,
+from loopml.statistics.bias import BiasConfig, BiasReport, RegressionBiasReport, evaluate_bias, evaluate_regression_bias
+from loopml.statistics.engine import (
     DataDriftReport,
-    DataQualityReport,
     DriftVerdict,
     FeatureDrift,
-    PerformanceReport,
-    PerformanceVerdict,
     PredictionDriftReport,
-    ReferenceProfile,
-    RegressionBiasReport,
-    columns_from_matrix,
-    evaluate_bias,
     evaluate_data_drift,
-    evaluate_data_quality,
     evaluate_label_drift,
-    evaluate_performance,
     evaluate_prediction_drift,
-    evaluate_regression_bias,
-    evaluate_regression_performance,
     evaluate_target_drift,
     evaluate_value_drift,
 )
+from loopml.statistics.performance import (
+    PerformanceReport,
+    PerformanceVerdict,
+    evaluate_performance,
+    evaluate_regression_performance,
+)
+from loopml.statistics.profile import ReferenceProfile, columns_from_matrix
+from loopml.statistics.quality import DataQualityReport, evaluate_data_quality
 
 # validation metric names (training) -> the engine's names; the others (n, log_loss) have no live twin
 VALIDATION_METRICS = {"accuracy": "accuracy", "f1_macro": "f1_macro", "roc_auc": "roc_auc", "calibration_error": "ece"}

@@ -16,20 +16,10 @@ from loopml.errors import parse_object
 from loopml.names import ModelName
 from loopml.retrain.trigger import StartPolicy, TriggerDecision
 from loopml.settings import FunctionSettings
-from loopml.statistics import (
-    BiasReport,
-    DataDriftReport,
-    DataQualityReport,
-    DriftConfig,
-    DriftVerdict,
-    FeatureDrift,
-    PerformanceConfig,
-    PerformanceReport,
-    PerformanceVerdict,
-    PredictionDriftReport,
-    QualityConfig,
-    RegressionBiasReport,
-)
+from loopml.statistics.bias import BiasReport, RegressionBiasReport
+from loopml.statistics.engine import DataDriftReport, DriftConfig, DriftVerdict, FeatureDrift, PredictionDriftReport
+from loopml.statistics.performance import PerformanceConfig, PerformanceReport, PerformanceVerdict
+from loopml.statistics.quality import DataQualityReport, QualityConfig
 from loopml.times import utc
 
 MAX_WINDOW_HOURS = 31 * 24

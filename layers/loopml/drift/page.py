@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from loopml.drift.models import DriftRunReport, HistoryPoint
-from loopml.statistics import FeatureDrift, ReferenceProfile, render_html
+from loopml.statistics.engine import FeatureDrift
+from loopml.statistics.profile import ReferenceProfile
+from loopml.statistics.report_html import render_html
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

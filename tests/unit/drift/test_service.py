@@ -22,7 +22,8 @@ from loopml.errors import InvalidInput, ModelNotFound, NotFound, TransientError
 from loopml.keys import drift_config_key as config_key
 from loopml.keys import drift_latest_key as latest_key
 from loopml.retrain.trigger import TriggerAction
-from loopml.statistics import DriftVerdict, PerformanceVerdict
+from loopml.statistics.engine import DriftVerdict
+from loopml.statistics.performance import PerformanceVerdict
 from loopml.training import TrainedModel
 from loopml_dev.memory import MemoryExecutions
 from tests.unit.drift.helpers import T0, captured_rows, harness

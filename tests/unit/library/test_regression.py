@@ -20,7 +20,8 @@ from loopml.registry import DataLineage
 from loopml.retrain.evidence import online_accuracy
 from loopml.retrain.gate import gate, primary_for
 from loopml.schema import FeatureSchema, infer_schema, infer_task
-from loopml.statistics import evaluate_regression_performance, evaluate_value_drift
+from loopml.statistics.engine import evaluate_value_drift
+from loopml.statistics.performance import evaluate_regression_performance
 from loopml.statistics.profile import ReferenceProfile
 from loopml.training import TrainedModel, TrainingParams, metadata_for, train
 
@@ -197,7 +198,7 @@ def test_batch_output_writes_the_value_and_its_interval() -> None:
 
 
 def test_regression_bias_compares_groups_mean_prediction_and_error() -> None:
-    from loopml.statistics import evaluate_regression_bias
+    from loopml.statistics.bias import evaluate_regression_bias
 
     groups = {"sex": ["f"] * 50 + ["m"] * 50}
     truth = [100.0] * 100

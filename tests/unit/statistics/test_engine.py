@@ -11,21 +11,18 @@ from hypothesis import strategies as st
 
 from loopml.errors import InvalidInput
 from loopml.schema import CATEGORY_MISSING, FeatureKind, FeatureSchema, FeatureSpec
-from loopml.statistics import (
+from loopml.statistics import stats
+from loopml.statistics.engine import (
     DriftConfig,
     DriftMethod,
     DriftVerdict,
     FeatureDriftConfig,
-    ReferenceProfile,
-    build_profile,
-    build_profile_from_columns,
-    columns_from_matrix,
     evaluate_data_drift,
-    evaluate_data_quality,
     evaluate_label_drift,
     evaluate_prediction_drift,
-    stats,
 )
+from loopml.statistics.profile import ReferenceProfile, build_profile, build_profile_from_columns, columns_from_matrix
+from loopml.statistics.quality import evaluate_data_quality
 
 CATS = np.array(["red", "green", "blue", "grey"], dtype=object)
 

@@ -9,14 +9,16 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
 from loopml.errors import InvalidInput
-from loopml.statistics import (
-    BiasConfig,
+from loopml.statistics.bias import BiasConfig, evaluate_bias
+from loopml.statistics.performance import (
     PerformanceConfig,
     PerformanceVerdict,
-    evaluate_bias,
     evaluate_performance,
+    expected_calibration_error,
+    macro_f1,
+    roc_auc,
+    wilson_interval,
 )
-from loopml.statistics.performance import expected_calibration_error, macro_f1, roc_auc, wilson_interval
 
 CLASSES = ["no", "yes"]
 

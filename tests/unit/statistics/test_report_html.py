@@ -7,7 +7,9 @@ from html.parser import HTMLParser
 import numpy as np
 
 from loopml.schema import FeatureKind, FeatureSchema, FeatureSpec
-from loopml.statistics import build_profile_from_columns, evaluate_data_drift, render_html
+from loopml.statistics.engine import evaluate_data_drift
+from loopml.statistics.profile import build_profile_from_columns
+from loopml.statistics.report_html import render_html
 
 
 class Collector(HTMLParser):
