@@ -42,7 +42,9 @@ from loopml.names import LANE_ROOT, lane_relative
 from loopml.observability import logger
 
 RETRY_AFTER_S = 30
+VALIDATION_FAILED = "request validation failed"  # the message of every 422 for a route's typed input
 Body = TypeVar("Body", bound=BaseModel)
+_FLAG = TypeAdapter(bool)  # how Powertools reads a boolean query parameter: true/false, 1/0, yes/no, on/off
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway could not send more
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -227,10 +229,6 @@ def query_flag(app: APIGatewayRestResolver, name: str) -> bool:
 def _first(exc: ValidationError) -> dict[str, Any]:
     error = exc.errors()[0]
     return {"msg": error["msg"], "type": error["type"]}
-
-
-VALIDATION_FAILED = "request validation failed"
-_FLAG = TypeAdapter(bool)
 
 
 def without_lane(event: dict[str, Any]) -> dict[str, Any]:

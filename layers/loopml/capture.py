@@ -28,7 +28,8 @@ class QueueRecord(BaseModel):
     """What every record on the capture and feedback queues shares: nothing non-finite enters the
     dataset, and the model name is checked before it becomes part of a key."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    # built on first use (the consumer's): the inference function queues plain dicts and never validates these
+    model_config = ConfigDict(allow_inf_nan=False, defer_build=True)
 
 
 def finite_features(features: dict[str, Any]) -> dict[str, Any]:

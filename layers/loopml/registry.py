@@ -118,7 +118,7 @@ class AliasRecord(BaseModel):
     reason: str
 
 
-class HistoryEvent(BaseModel):
+class HistoryEvent(BaseModel, defer_build=True):  # not read at an inference function's cold start
     model: str
     at: datetime
     actor: str
@@ -133,7 +133,7 @@ class ContractChanged(InvalidInput):
     """A new version would change what callers send or what feedback labels mean."""
 
 
-class ServedAt(BaseModel):
+class ServedAt(BaseModel, defer_build=True):
     """Which version served a model at a moment, and why: the champion then, and a canary if one baked."""
 
     model: str

@@ -67,13 +67,15 @@ class PredictRequest(BaseModel, extra="forbid"):
         return {"loc_prefix": ("body", "instance"), "index_rows": False}
 
 
-class Flags(BaseModel):
+# The response's shape, for the OpenAPI document only (the handler builds the response itself): built
+# when the document is first asked for, not at every cold start.
+class Flags(BaseModel, defer_build=True):
     out_of_range: list[str] = []
     unseen_category: list[str] = []
     missing: list[str] = []
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(BaseModel, defer_build=True):
     prediction_id: str
     prediction: str | int | float = Field(description="the predicted class, or (regression) the predicted value")
     probabilities: dict[str, float] = Field(description="per class; empty for regression")
@@ -87,7 +89,7 @@ class PredictionOut(BaseModel):
     explanation: dict[str, float] | None = None
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(BaseModel, defer_build=True):
     model: str
     model_version: int
     lambda_version: str
