@@ -7,10 +7,7 @@ pay for it.
 from __future__ import annotations
 
 import functools
-import gzip
-import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from loopml.errors import LoopmlError, NotFound, TransientError, VersionConflict
@@ -52,39 +49,17 @@ def client(service: str) -> Any:
 
 @functools.cache
 def _session() -> Any:
-    """One botocore session for every client, whose service models are read by orjson.
+    """One botocore session for every client, with a data loader built for cold starts (``botocore_data``).
 
     botocore's own clients, not boto3's: the adapters call the service APIs only, and importing boto3
-    (its resources and s3transfer) and building its session cost a cold start 40 ms and more. Building an S3
-    client parses 1.5 MB of botocore's JSON (the service model and its endpoint rules), which orjson reads
-    in a fifth of the standard library's time; botocore takes the file loader as a component
-    (``register_component``), so nothing of it is patched."""
+    (its resources and s3transfer) and building its session cost a cold start 40 ms and more."""
     import botocore.session
-    from botocore.loaders import create_loader
+
+    from loopml.adapters.botocore_data import loader
 
     core = botocore.session.get_session()
-    loader = create_loader(core.get_config_variable("data_path"))
-    loader.file_loader = OrjsonFileLoader()  # type: ignore[assignment]  # botocore asks for the interface only
-    core.register_component("data_loader", loader)
+    core.register_component("data_loader", loader(core.get_config_variable("data_path")))
     return core
-
-
-class OrjsonFileLoader:
-    """botocore's ``JSONFileLoader`` interface (``exists``, ``load_file``; paths without ``.json``), by orjson."""
-
-    OPENERS: dict[str, Callable[[str, str], Any]] = {".json": open, ".json.gz": gzip.open}
-
-    def exists(self, file_path: str) -> bool:
-        return any(os.path.isfile(file_path + ext) for ext in self.OPENERS)
-
-    def load_file(self, file_path: str) -> Any:
-        import orjson
-
-        for ext, opener in self.OPENERS.items():
-            if os.path.isfile(file_path + ext):
-                with opener(file_path + ext, "rb") as fp:
-                    return orjson.loads(fp.read())
-        return None
 
 
 def clear_clients() -> None:
