@@ -15,7 +15,6 @@ import binascii
 import functools
 import hashlib
 import json
-import re
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -47,7 +46,6 @@ Body = TypeVar("Body", bound=BaseModel)
 _FLAG = TypeAdapter(bool)  # how Powertools reads a boolean query parameter: true/false, 1/0, yes/no, on/off
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit: API Gateway could not send more
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _lone_surrogate(value: Any, loc: tuple[Any, ...] = ("body",)) -> tuple[Any, ...] | None:
@@ -86,7 +84,7 @@ def strict_json(text: str) -> Any:
         raise
     except ValueError as exc:  # int(...) refuses the literal: "Exceeds the limit (4300 digits)"
         raise BadRequest(f"request body has a number too long to read ({exc})") from None
-    if _SURROGATE_ESCAPE.search(text):
+    if jsoncodec.SURROGATE_ESCAPE.search(text):
         where = _lone_surrogate(value)
         if where is not None:
             raise InvalidInput(
