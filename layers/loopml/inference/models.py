@@ -51,8 +51,8 @@ class PredictRequest(BaseModel, extra="forbid"):
         return self
 
     def __repr__(self) -> str:
-        """Without feature values: Powertools formats the route's arguments into a debug line on every call
-        (eagerly, whatever the log level: 0.3 ms for 100 rows), and features have no place in logs."""
+        """Without feature values: features have no place in logs or error messages, and formatting 100 rows
+        costs 0.3 ms."""
         return f"PredictRequest({len(self.rows)} row(s), consent={self.consent})"
 
     @property
