@@ -225,6 +225,12 @@ def verify_and_load(
     return bundle
 
 
+def version_number(ref: str | int) -> int | None:
+    """``3``, ``"v3"`` or ``"3"`` as 3; an alias name or ``"latest"`` needs the registry (None)."""
+    text = str(ref).strip().lower().removeprefix("v")
+    return int(text) if text.isdigit() else None
+
+
 class ModelRegistry:
     def __init__(self, store: ObjectStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
@@ -351,9 +357,10 @@ class ModelRegistry:
 
     def resolve(self, model: str, ref: str | int) -> int:
         """A version number from ``3``, ``"v3"``, ``"3"``, an alias name, or ``"latest"``."""
+        number = version_number(ref)
+        if number is not None:
+            return number
         text = str(ref).strip().lower()
-        if text.removeprefix("v").isdigit():
-            return int(text.removeprefix("v"))
         if text == "latest":
             versions = self.versions(model)
             if not versions:

@@ -120,9 +120,10 @@ _PREDICTION, _CONFIDENCE = itemgetter("prediction"), itemgetter("confidence")
 
 
 def record_metrics(metrics: Metrics, serving: Serving, response: dict[str, Any], latency_ms: float) -> None:
-    """EMF metrics dimensioned by model version: one JSON line per invocation, no API call."""
+    """EMF metrics dimensioned by the deployed model version (a fallback's answers count against the version
+    it stands in for, so the canary check sees a failing canary): one JSON line per invocation, no API call."""
     metrics.add_dimension(names.MODEL, serving.metadata.model)
-    metrics.add_dimension(names.MODEL_VERSION, str(serving.metadata.version))
+    metrics.add_dimension(names.MODEL_VERSION, str(serving.deployed_version))
     predictions = response["predictions"]
     metrics.add_metric(name=names.LATENCY, unit=MetricUnit.Milliseconds, value=latency_ms)
     metrics.add_metric(name=names.PREDICTIONS, unit=MetricUnit.Count, value=len(predictions))

@@ -5,8 +5,12 @@ SHA-256, then cached). ``runtime`` says which form is loaded: ``compiled`` (the 
 onnxruntime: no scikit-learn, no pickle) or ``sklearn`` (the joblib bundle). If that fails (registry
 unreachable, artifact corrupt or tampered with), the last verified copy in the cache serves instead and
 every answer is marked degraded; loading is retried every ``retry_after_s`` seconds so a transient fault
-heals without a cold start. With no verified copy
-at all, callers get ``ModelUnavailable`` (a 503 with ``Retry-After``).
+heals without a cold start. With no verified copy at all, callers get ``ModelUnavailable`` (a 503 with
+``Retry-After``).
+
+A fallback answers *for* the version the environment was deployed with (``Serving.deployed_version``): its
+answers name the model that produced them, but its metrics count against the deployed version, so a canary
+whose artifact fails is judged as the canary, not hidden among the champion's answers.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from loopml.files import write_whole
 from loopml.inference.predictor import Predictor
 from loopml.names import Runtime
 from loopml.observability import logger
-from loopml.registry import ModelMetadata, ModelRegistry, served_form, verify_and_load
+from loopml.registry import ModelMetadata, ModelRegistry, served_form, verify_and_load, version_number
 
 
 def load_predictor(data: bytes, meta: ModelMetadata, where: str, runtime: Runtime) -> Predictor:
@@ -38,6 +42,7 @@ def load_predictor(data: bytes, meta: ModelMetadata, where: str, runtime: Runtim
 @dataclass(frozen=True)
 class Serving:
     predictor: Predictor
+    deployed_version: int  # the version this environment stands for; ``metadata.version`` is the one answering
     degraded: bool
     reason: str | None = None
 
@@ -76,9 +81,11 @@ class ModelService:
         return serving
 
     def load(self) -> Serving:
+        wanted = version_number(self.version_ref)  # known without the registry when the reference is a number
         try:
-            predictor = self._load_requested()
-            self._serving = Serving(predictor, degraded=False)
+            wanted = self._registry.resolve(self.model, self.version_ref)
+            predictor = self._load_version(wanted)
+            self._serving = Serving(predictor, wanted, degraded=False)
             self.last_error = None
         except LoopmlError as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -94,11 +101,12 @@ class ModelService:
                     f"model {self.model!r} version {self.version_ref!r} cannot be loaded ({self.last_error}) "
                     "and no verified copy is available"
                 ) from exc
-            self._serving = Serving(fallback, degraded=True, reason=self.last_error)
+            if wanted is None:  # an alias the registry could not resolve: stay with what it stood for
+                wanted = self._serving.deployed_version if self._serving else fallback.metadata.version
+            self._serving = Serving(fallback, wanted, degraded=True, reason=self.last_error)
         return self._serving
 
-    def _load_requested(self) -> Predictor:
-        version = self._registry.resolve(self.model, self.version_ref)
+    def _load_version(self, version: int) -> Predictor:
         meta = self._registry.metadata(self.model, version)
         name, digest, key = served_form(meta, self.runtime)
         cached = self._from_cache(version)

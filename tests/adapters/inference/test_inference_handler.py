@@ -199,6 +199,29 @@ def test_model_health_and_openapi(deployed):
     assert status == 200 and "/predict" in spec["paths"]
 
 
+def test_a_fallback_answers_degraded_and_its_metrics_count_against_the_deployed_version(
+    deployed, trained, monkeypatch, capsys
+):
+    """A canary whose artifact fails serves the champion's verified copy: the answers name v1, but the
+    canary check reads metrics by version, so they must count as v2's (degraded), not swell v1's."""
+    module, _, _ = deployed
+    assert call(module, event("predict_single.json"))[0] == 200  # v1 verified and cached in this /tmp
+    s3 = boto3.client("s3")
+    canary = trained.register(ModelRegistry(S3ObjectStore(s3, BUCKET)), make_metadata(trained))
+    s3.put_object(Bucket=BUCKET, Key=canary.compiled.key, Body=b"tampered")
+    monkeypatch.setenv("MODEL_VERSION", str(canary.version))
+    capsys.readouterr()
+
+    status, body, _ = call(load_handler("inference"), event("predict_batch.json"))
+
+    assert status == 200 and body["degraded"] is True and body["model_version"] == 1, body
+    assert "IntegrityError" in body["degraded_reason"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (served,) = [m for m in emf if "Degraded" in m]
+    assert served["model_version"] == str(canary.version) and served["Degraded"] == [3]
+    assert served["Predictions"] == [3]
+
+
 @pytest.mark.parametrize("runtime", ["compiled", "sklearn"])
 def test_tampered_model_with_nothing_cached_answers_503(aws_env, monkeypatch, trained, tmp_path, runtime):
     with mock_aws():

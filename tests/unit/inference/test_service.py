@@ -69,13 +69,13 @@ def test_corrupt_new_version_falls_back_to_last_verified_and_heals(store, traine
     clock = Clock()
     service = _service(store, tmp_path, ref="2", clock=clock, runtime=runtime)
     serving = service.current()
-    assert serving.degraded and serving.metadata.version == 1
+    assert serving.degraded and serving.metadata.version == 1 and serving.deployed_version == 2
     assert "IntegrityError" in (serving.reason or "")
     store.objects[key] = good
     assert service.current().degraded  # no retry before retry_after_s
     clock.now = 31
     healed = service.current()
-    assert not healed.degraded and healed.metadata.version == 2
+    assert not healed.degraded and healed.metadata.version == healed.deployed_version == 2
 
 
 def test_nothing_verified_means_unavailable(store, tmp_path):
@@ -102,6 +102,15 @@ def test_registry_outage_after_load_keeps_serving_degraded(store, trained, tmp_p
     service.load()
     serving = service.current()
     assert serving.degraded and "TransientError" in (serving.reason or "")
+    assert serving.deployed_version == 1  # the alias cannot be resolved now: it still stands for what it resolved to
+
+
+def test_an_alias_unresolvable_at_cold_start_stands_for_the_cached_copy(store, trained, tmp_path, runtime):
+    _register(store, trained, champion=1)
+    _service(store, tmp_path, runtime=runtime).current()  # v1 verified and cached
+    store.fail_gets = True
+    serving = _service(store, tmp_path, runtime=runtime).current()
+    assert serving.degraded and serving.metadata.version == serving.deployed_version == 1
 
 
 def test_a_cached_copy_from_another_registry_is_not_served(
